@@ -1,0 +1,1 @@
+"""Telegram delivery: alert formatting, subscriptions, the outbox dispatcher and the bot."""

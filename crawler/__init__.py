@@ -1,0 +1,1 @@
+"""The Scrapy project: sources, spiders, extraction and storage of cleaned articles."""

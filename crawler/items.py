@@ -1,0 +1,23 @@
+"""The crawler's output item: one cleaned article, typed (Scrapy accepts dataclass items)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class Article:
+    url: str  # canonical URL: the page's rel=canonical when same-site, else the canonicalised fetch URL
+    source: str  # source name from the sources file
+    title: str
+    text: str  # body text only: no navigation, related links, comments or footer
+    fetched_url: str = ""
+    outlet: str | None = None  # the site's own name ("NOW Lebanon"), for the alert footer
+    author: str | None = None
+    published: datetime | None = None  # timezone-aware UTC
+    language: str | None = None  # ISO 639-1
+    fetched: datetime | None = None
+    content_hash: str = ""  # sha256 of the normalised text: an unchanged page is not an update
+    entry_marker: str | None = None  # the feed/sitemap entry's own "updated" stamp, if any
+    signature: bytes | None = field(default=None, repr=False)  # MinHash for story clustering

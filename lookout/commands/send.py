@@ -1,0 +1,8 @@
+"""`lookout send`: placeholder until the Alerts issue lands."""
+
+from lookout.commands import not_yet
+
+
+def register(sub) -> None:
+    p = sub.add_parser("send", help="(Alerts issue)")
+    p.set_defaults(func=not_yet("send", "Alerts"))

@@ -1,0 +1,142 @@
+"""Located YAML: load YAML files keeping the line and column of every node, and report
+problems the way pySigma does, as ``file:line:col: message``, all of them at once.
+
+Config, sources and rule files all go through here so an author always learns *where*.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    path: str
+    line: int  # 1-based
+    col: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class LocatedError:
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class LocatedErrors(Exception):
+    """Every problem found in one or more files; ``str()`` gives one line per problem."""
+
+    def __init__(self, errors: Sequence[LocatedError]):
+        self.errors = sorted(errors, key=lambda e: e.location)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+class ErrorCollector:
+    """Collects errors instead of stopping at the first, so authors fix everything in one pass."""
+
+    def __init__(self) -> None:
+        self.errors: list[LocatedError] = []
+
+    def add(self, location: Location, message: str) -> None:
+        self.errors.append(LocatedError(location, message))
+
+    def extend(self, errors: Iterable[LocatedError]) -> None:
+        self.errors.extend(errors)
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise LocatedErrors(self.errors)
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")  # round-trip nodes carry .lc positions
+    yaml.allow_duplicate_keys = False
+    return yaml
+
+
+def load_yaml(path: str | os.PathLike[str]) -> Any:
+    """Parse a YAML file into ruamel round-trip nodes (dict/list subclasses with positions)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LocatedErrors([LocatedError(Location(str(path), 1, 1), "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        raise LocatedErrors([LocatedError(Location(str(path), 1, 1), f"not UTF-8 text: {exc}")]) from None
+    return load_yaml_text(text, str(path))
+
+
+def load_yaml_text(text: str, path: str) -> Any:
+    try:
+        return _yaml().load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = " ".join(p for p in (exc.context, exc.problem) if p) or str(exc)
+        raise LocatedErrors([LocatedError(Location(path, line, col), f"YAML syntax: {problem}")]) from None
+
+
+def node_location(path: str, node: Any, key: Any = None) -> Location:
+    """Where ``node`` (or its ``key``/index) starts; falls back to the node itself, then 1:1."""
+    lc = getattr(node, "lc", None)
+    if lc is not None:
+        try:
+            if key is not None and isinstance(node, CommentedMap) and key in node:
+                line, col = lc.key(key)
+                return Location(path, line + 1, col + 1)
+            if key is not None and isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
+                line, col = lc.item(key)
+                return Location(path, line + 1, col + 1)
+            return Location(path, lc.line + 1, lc.col + 1)
+        except (KeyError, IndexError, TypeError):
+            pass
+    return Location(path, 1, 1)
+
+
+def locate(path: str, root: Any, loc: Sequence[Any]) -> Location:
+    """Follow a pydantic-style ``loc`` tuple into the YAML tree; the deepest node found wins."""
+    node, best = root, node_location(path, root)
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            best = node_location(path, node, part)
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            best = node_location(path, node, part)
+            node = node[part]
+        elif isinstance(node, CommentedMap | CommentedSeq):
+            # pydantic adds tag names (e.g. a union member) that are not in the data: skip them
+            continue
+        else:
+            break
+    return best
+
+
+def pydantic_errors(path: str, root: Any, exc: Any) -> list[LocatedError]:
+    """Turn a pydantic ``ValidationError`` into located errors."""
+    out = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        where = locate(path, root, loc)
+        field = ".".join(str(p) for p in loc)
+        if err.get("type") == "extra_forbidden":
+            message = f"unknown key '{loc[-1]}'" if loc else "unknown key"
+        else:
+            message = f"{field}: {err.get('msg')}" if field else str(err.get("msg"))
+        out.append(LocatedError(where, message))
+    return out

@@ -1,0 +1,314 @@
+"""The store: every table Lookout keeps, on SQLite by default or PostgreSQL by URL, through
+SQLAlchemy Core only (no ORM, no dialect-specific SQL outside ``insert_ignore``).
+
+Tables are created on first use. Domain modules (crawler state, outbox, subscriptions) keep
+their own queries next to their logic and use the tables and helpers defined here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("kind", String(20), nullable=False),  # feed | sitemap | listing
+    Column("url", Text, nullable=False),
+    Column("last_crawl_at", UTCDateTime),
+    Column("last_success_at", UTCDateTime),
+    Column("last_result", String(20)),  # ok | partial | failed | timeout
+    Column("last_error", Text),
+    Column("next_run_at", UTCDateTime),
+)
+
+# Conditional GET state for feeds, sitemaps and listing pages.
+http_cache = Table(
+    "http_cache",
+    metadata,
+    Column("url", Text, primary_key=True),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("checked_at", UTCDateTime),
+)
+
+crawl_runs = Table(
+    "crawl_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False, index=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("result", String(20)),  # ok | partial | failed | timeout
+    Column("fetched", Integer, default=0),
+    Column("new", Integer, default=0),
+    Column("updated", Integer, default=0),
+    Column("duplicates", Integer, default=0),
+    Column("failed", Integer, default=0),
+    Column("error", Text),
+)
+
+crawl_failures = Table(
+    "crawl_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("reason", String(40), nullable=False),  # http-404, timeout, too-large, robots, ...
+    Column("detail", Text),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", Text, nullable=False, unique=True),  # canonical
+    Column("url_hash", String(64), nullable=False, unique=True),
+    Column("source", String(100), nullable=False, index=True),
+    Column("outlet", Text),
+    Column("title", Text, nullable=False, default=""),
+    Column("author", Text),
+    Column("published", UTCDateTime),
+    Column("fetched", UTCDateTime, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("language", String(12)),
+    Column("text", Text, nullable=False, default=""),
+    Column("content_hash", String(64), nullable=False),
+    Column("entry_marker", Text),
+    Column("story_id", String(40), nullable=False, index=True),
+    Column("signature", LargeBinary),
+    Column("alertable", Boolean, nullable=False, default=True),  # false when older than crawl.max_age
+)
+
+matches = Table(
+    "matches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False),
+    Column("rule_id", String(200), nullable=False, index=True),
+    Column("evidence", JSON, nullable=False),  # rules.types.Match as JSON
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("article_id", "rule_id", name="uq_match_article_rule"),
+)
+
+chats = Table(
+    "chats",
+    metadata,
+    Column("chat_id", BigInteger, primary_key=True),
+    Column("kind", String(20), nullable=False, default="private"),  # private | group | channel
+    Column("title", Text),
+    Column("muted_until", UTCDateTime),
+    Column("quiet_start", String(5)),  # "23:00"
+    Column("quiet_end", String(5)),
+    Column("digest", String(20), nullable=False, default="off"),  # off | hourly | daily
+    Column("digest_at", String(5)),  # "08:00" for daily
+    Column("pins", Boolean, nullable=False, default=False),
+    Column("paused", Boolean, nullable=False, default=False),  # blocked us / chat gone
+    Column("paused_reason", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("chat_id", BigInteger, nullable=False, index=True),
+    Column("kind", String(10), nullable=False),  # place | group | rule | near
+    Column("target", String(200), nullable=False),  # place/group/rule id
+    Column("km", Float),  # for kind == near
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("chat_id", "kind", "target", name="uq_subscription"),
+)
+
+rule_mutes = Table(
+    "rule_mutes",
+    metadata,
+    Column("chat_id", BigInteger, primary_key=True),
+    Column("rule_id", String(200), primary_key=True),
+    Column("until", UTCDateTime, nullable=False),
+)
+
+# One row per chat x story x rule. The row in state "sending" is the delivery ledger: it is
+# committed before the Bot API call, so a crash mid-send is retried (at most one duplicate).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("chat_id", BigInteger, nullable=False),
+    Column("story_id", String(40), nullable=False),
+    Column("rule_id", String(200), nullable=False),  # a rule id, or "place:<id>", "group:<id>", "near:<id>"
+    Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False),
+    Column("match_id", Integer, ForeignKey("matches.id", ondelete="SET NULL")),
+    Column("state", String(12), nullable=False, default="pending"),  # pending|sending|sent|failed|cancelled
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime),
+    Column("sent_at", UTCDateTime),
+    Column("first_seen_at", UTCDateTime),  # when the crawler first saw the article (latency)
+    Column("message_id", BigInteger),
+    Column("also", JSON),  # other outlets that ran the same story, shown as "Also: ..."
+    UniqueConstraint("chat_id", "story_id", "rule_id", name="uq_outbox_chat_story_rule"),
+)
+Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)
+
+
+def url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # the bot reads while a crawl writes
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def redact_url(url: str) -> str:
+    """The database URL with any password hidden, for logs and status output."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<invalid database url>"
+
+
+class Store:
+    """Owns the engine. ``schema`` puts every table in one PostgreSQL schema (tests use that)."""
+
+    def __init__(self, url: str, *, schema: str | None = None, create: bool = True):
+        self.url = url
+        self.schema = schema
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, future=True, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        if schema:
+            engine = engine.execution_options(schema_translate_map={None: schema})
+        self.engine: Engine = engine
+        if create:
+            self.create()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def create(self) -> None:
+        with self.engine.begin() as conn:
+            if self.schema:
+                from sqlalchemy.schema import CreateSchema
+
+                conn.execute(CreateSchema(self.schema, if_not_exists=True))
+            metadata.create_all(conn)
+
+    def drop(self) -> None:
+        with self.engine.begin() as conn:
+            metadata.drop_all(conn)
+            if self.schema:
+                from sqlalchemy.schema import DropSchema
+
+                conn.execute(DropSchema(self.schema, cascade=True, if_exists=True))
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction: committed on success, rolled back on any exception."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Store({redact_url(self.url)!r})"
+
+
+def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]] | dict[str, Any]) -> int:
+    """Insert, skipping rows that hit a unique constraint; returns how many were inserted."""
+    rows = [rows] if isinstance(rows, dict) else rows
+    if not rows:
+        return 0
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table).on_conflict_do_nothing()
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).on_conflict_do_nothing()
+    result = conn.execute(stmt, rows)
+    return max(result.rowcount or 0, 0)
+
+
+def scalar(conn: Connection, stmt: Any) -> Any:
+    return conn.execute(stmt).scalar()
+
+
+__all__ = [
+    "Store", "articles", "chats", "crawl_failures", "crawl_runs", "http_cache", "insert_ignore",
+    "matches", "metadata", "outbox", "rule_mutes", "scalar", "select", "sources", "subscriptions",
+    "url_hash", "utcnow",
+]

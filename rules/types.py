@@ -1,0 +1,100 @@
+"""Typed objects at the rule engine's seams: what it reads (any ``Document``) and what it
+returns (``Match`` with its evidence, ``Mentions`` for place/group subscriptions).
+
+Everything here is plain data: JSON-round-trippable so a match can be stored as evidence
+and rendered later by the alert formatter without the engine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+class Document(Protocol):
+    """What the engine matches: title and body text only, plus two facts about the source."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def language(self) -> str | None: ...
+    @property
+    def source(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Text:
+    """A bare document, for rule examples, `lookout rules test` and tests."""
+
+    title: str = ""
+    text: str = ""
+    language: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class TermHit:
+    """One term of a rule found in the document."""
+
+    kind: str  # keyword | regex | place | group | area | source | lang
+    ref: str  # the term as written: the keyword, the pattern, the place/group/area id, ...
+    found: str  # the text as it stands in the document
+    field: str  # "title" | "text"
+    start: int  # character offsets into that field
+    end: int
+
+
+@dataclass(frozen=True)
+class PlaceRef:
+    """A place the document mentions, resolved to coordinates."""
+
+    id: str  # rule-file place id, or "geonames:<id>" for a gazetteer place
+    name: str
+    lat: float
+    lon: float
+    watched: bool  # defined in a rule file (as opposed to the gazetteer)
+    area: str | None = None  # the area id this place satisfied, for `area` terms
+    distance_km: float | None = None  # distance to that area's centre / reference place
+
+
+@dataclass(frozen=True)
+class Match:
+    """A rule that fired on a document, with the evidence an alert shows."""
+
+    rule_id: str
+    title: str
+    severity: str  # low | medium | high
+    hits: tuple[TermHit, ...]
+    places: tuple[PlaceRef, ...] = ()
+    groups: tuple[str, ...] = ()  # group ids found
+    snippet: str = ""  # plain text: the sentence, or ±120 characters, around the hits
+    marks: tuple[tuple[int, int], ...] = ()  # spans of ``snippet`` to highlight
+    notify: tuple[str, ...] = ()  # chats/channels that receive every hit of this rule
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | dict[str, Any]) -> Match:
+        data = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        data["hits"] = tuple(TermHit(**h) for h in data.get("hits", ()))
+        data["places"] = tuple(PlaceRef(**p) for p in data.get("places", ()))
+        data["groups"] = tuple(data.get("groups", ()))
+        data["marks"] = tuple(tuple(m) for m in data.get("marks", ()))
+        data["notify"] = tuple(data.get("notify", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Mentions:
+    """Every watched place and group a document mentions (title or body), whatever the rules.
+
+    Place and group subscriptions are served from this, rule subscriptions from ``Match``.
+    """
+
+    places: tuple[PlaceRef, ...] = ()
+    groups: tuple[str, ...] = ()
+    hits: tuple[TermHit, ...] = field(default=())

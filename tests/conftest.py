@@ -1,0 +1,67 @@
+"""Shared fixtures: a store on SQLite and (where a server answers) PostgreSQL, and the seeds."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lookout.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+PG_URL = os.environ.get("LOOKOUT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+_pg_status: tuple[bool, str] | None = None
+
+
+def postgres_available() -> tuple[bool, str]:
+    """Probe once; the reason is printed in the skip message when no server answers."""
+    global _pg_status
+    if _pg_status is None:
+        try:
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("select 1"))
+            engine.dispose()
+            _pg_status = (True, "")
+        except Exception as exc:  # any failure means: skip with the reason
+            _pg_status = (False, f"PostgreSQL not available at {PG_URL}: {type(exc).__name__}: {exc}")
+    return _pg_status
+
+
+def make_store(backend: str, tmp_path: Path) -> Store:
+    if backend == "sqlite":
+        return Store(f"sqlite:///{tmp_path / 'lookout.db'}")
+    ok, reason = postgres_available()
+    if not ok:
+        pytest.skip(reason)
+    return Store(PG_URL, schema=f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """A fresh, empty store on each backend (a private schema on PostgreSQL)."""
+    s = make_store(request.param, tmp_path)
+    yield s
+    if s.schema:
+        s.drop()
+    s.dispose()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path):
+    s = make_store("sqlite", tmp_path)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture(scope="session")
+def seed_files() -> list[Path]:
+    files = sorted(SEEDS.glob("*.txt"))
+    assert len(files) == 3, "seeds/ must hold the three sample articles"
+    return files
