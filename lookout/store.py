@@ -149,7 +149,7 @@ matches = Table(
 chats = Table(
     "chats",
     metadata,
-    Column("chat_id", BigInteger, primary_key=True),
+    Column("chat_id", String(64), primary_key=True),  # numeric id, or "@channelname"
     Column("kind", String(20), nullable=False, default="private"),  # private | group | channel
     Column("title", Text),
     Column("muted_until", UTCDateTime),
@@ -167,7 +167,7 @@ subscriptions = Table(
     "subscriptions",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("chat_id", BigInteger, nullable=False, index=True),
+    Column("chat_id", String(64), nullable=False, index=True),
     Column("kind", String(10), nullable=False),  # place | group | rule | near
     Column("target", String(200), nullable=False),  # place/group/rule id
     Column("km", Float),  # for kind == near
@@ -178,7 +178,7 @@ subscriptions = Table(
 rule_mutes = Table(
     "rule_mutes",
     metadata,
-    Column("chat_id", BigInteger, primary_key=True),
+    Column("chat_id", String(64), primary_key=True),
     Column("rule_id", String(200), primary_key=True),
     Column("until", UTCDateTime, nullable=False),
 )
@@ -189,7 +189,7 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("chat_id", BigInteger, nullable=False),
+    Column("chat_id", String(64), nullable=False),
     Column("story_id", String(40), nullable=False),
     Column("rule_id", String(200), nullable=False),  # a rule id, or "place:<id>", "group:<id>", "near:<id>"
     Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False),
