@@ -289,18 +289,18 @@ class Store:
 def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]] | dict[str, Any]) -> int:
     """Insert, skipping rows that hit a unique constraint; returns how many were inserted."""
     rows = [rows] if isinstance(rows, dict) else rows
-    if not rows:
-        return 0
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).on_conflict_do_nothing()
-    result = conn.execute(stmt, rows)
-    return max(result.rowcount or 0, 0)
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    inserted = 0
+    key = next(iter(table.primary_key.columns))
+    # Count RETURNING rows: rowcount is -1 for these statements on psycopg 3. Chunks keep
+    # SQLite under its bound-parameter limit.
+    for start in range(0, len(rows), 200):
+        stmt = dialect_insert(table).values(rows[start : start + 200]).on_conflict_do_nothing()
+        inserted += len(conn.execute(stmt.returning(key)).all())
+    return inserted
 
 
 def scalar(conn: Connection, stmt: Any) -> Any:

@@ -1,0 +1,141 @@
+"""Ingest: the one transaction that stores a cleaned article, matches the rules on it, stores
+the matches and enqueues the alerts. Either all of it is committed or none of it, so an alert is
+never lost between matching and the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from crawler.items import Article
+from lookout.store import Store, insert_ignore, matches, utcnow
+from rules.types import Match
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    article_id: int
+    story_id: str
+    status: str  # new | updated | unchanged
+    new_story: bool  # False: a syndicated copy of a story already stored
+    alertable: bool
+    matches: tuple[Match, ...] = ()
+    enqueued: int = 0
+    also: int = 0  # existing alerts that gained an "Also: <outlet>"
+
+
+@dataclass
+class IngestTotals:
+    articles: int = 0
+    new: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    matches: int = 0
+    alerts: int = 0
+    outcomes: list[IngestOutcome] = field(default_factory=list)
+
+
+class Ingestor:
+    """Built once per crawl; ``ruleset`` is a callable so hot-reloaded rules take effect."""
+
+    def __init__(
+        self,
+        store: Store,
+        ruleset: Callable[[], object],
+        *,
+        max_age: timedelta | None,
+        now: Callable[[], datetime] = utcnow,
+    ):
+        from crawler.stories import StoryClusterer
+
+        self.store = store
+        self.ruleset = ruleset
+        self.max_age = max_age
+        self.now = now
+        self.totals = IngestTotals()
+        with store.connect() as conn:
+            self.clusterer = StoryClusterer.load(conn)
+
+    def ingest(self, article: Article) -> IngestOutcome:
+        import rules
+        from alerts.outbox import enqueue
+        from alerts.subscriptions import recipients_for
+        from crawler.storage import save_article
+
+        now = self.now()
+        ruleset = self.ruleset()
+        found: list[Match] = []
+        enqueued = also = 0
+        with self.store.begin() as conn:
+            saved = save_article(conn, article, self.clusterer, max_age=self.max_age, now=now)
+            # Only a first sighting alerts: an update at the same URL never alerts again.
+            if saved.status == "new":
+                found = rules.match(article, ruleset)
+                match_ids: dict[str, int] = {}
+                for m in found:
+                    insert_ignore(
+                        conn,
+                        matches,
+                        {"article_id": saved.article_id, "rule_id": m.rule_id,
+                         "evidence": _evidence(m), "created_at": now},
+                    )
+                    match_ids[m.rule_id] = conn.execute(
+                        matches.select()
+                        .with_only_columns(matches.c.id)
+                        .where(matches.c.article_id == saved.article_id, matches.c.rule_id == m.rule_id)
+                    ).scalar_one()
+                if saved.alertable:
+                    mentions = rules.scan(article, ruleset)
+                    recipients = recipients_for(conn, found, mentions, ruleset, now)
+                    result = enqueue(
+                        conn,
+                        article_id=saved.article_id,
+                        story_id=saved.story_id,
+                        outlet=article.outlet or article.source,
+                        recipients=recipients,
+                        match_ids=match_ids,
+                        first_seen=now,
+                        now=now,
+                    )
+                    enqueued, also = result.new_rows, result.also_updates
+        outcome = IngestOutcome(
+            article_id=saved.article_id, story_id=saved.story_id, status=saved.status,
+            new_story=saved.new_story, alertable=saved.alertable, matches=tuple(found),
+            enqueued=enqueued, also=also,
+        )
+        self._count(outcome)
+        log.info(
+            "ingested article=%s status=%s story=%s matches=%d alerts=%d url=%s",
+            outcome.article_id, outcome.status, outcome.story_id, len(found), enqueued, article.url,
+        )
+        return outcome
+
+    def _count(self, outcome: IngestOutcome) -> None:
+        t = self.totals
+        t.articles += 1
+        t.new += outcome.status == "new"
+        t.updated += outcome.status == "updated"
+        t.duplicates += outcome.status == "new" and not outcome.new_story
+        t.matches += len(outcome.matches)
+        t.alerts += outcome.enqueued
+        t.outcomes.append(outcome)
+
+
+def _evidence(m: Match) -> dict:
+    import json
+
+    return json.loads(m.to_json())
+
+
+def build_ingestor(config, *, store: Store | None = None, ruleset=None) -> Ingestor:
+    """The ingestor a crawl uses when the caller did not provide one (plain ``scrapy crawl``)."""
+    from rules import load_ruleset
+
+    store = store or Store(config.database_url())
+    loaded = ruleset or load_ruleset(config.rule_paths())
+    return Ingestor(store, lambda: loaded, max_age=config.crawl.max_age)
