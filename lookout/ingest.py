@@ -50,6 +50,7 @@ class Ingestor:
         *,
         max_age: timedelta | None,
         now: Callable[[], datetime] = utcnow,
+        only_chats: frozenset[str] | None = None,
     ):
         from crawler.stories import StoryClusterer
 
@@ -57,6 +58,8 @@ class Ingestor:
         self.ruleset = ruleset
         self.max_age = max_age
         self.now = now
+        # The demo delivers to its own chat only, never to the rules' real notify channels.
+        self.only_chats = only_chats
         self.totals = IngestTotals()
         with store.connect() as conn:
             self.clusterer = StoryClusterer.load(conn)
@@ -92,6 +95,8 @@ class Ingestor:
                 if saved.alertable:
                     mentions = rules.scan(article, ruleset)
                     recipients = recipients_for(conn, found, mentions, ruleset, now)
+                    if self.only_chats is not None:
+                        recipients = [r for r in recipients if r.chat_id in self.only_chats]
                     result = enqueue(
                         conn,
                         article_id=saved.article_id,
