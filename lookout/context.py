@@ -23,8 +23,9 @@ class AppContext:
     @cached_property
     def ruleset(self) -> Ruleset:
         from rules import load_ruleset
+        from rules.gazetteer import gazetteer_for
 
-        return load_ruleset(self.config.rule_paths())
+        return load_ruleset(self.config.rule_paths(), gazetteer=gazetteer_for(self.config))
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -81,9 +81,12 @@ def demo_config(base: Config, database_url: str, site_url: str) -> Config:
         {"name": "demo-listing", "listing": f"{site_url}/", "follow": "h2.entry-title a", "every": "30m"},
     ]
     crawl: CrawlConfig = base.crawl.model_copy(update={"max_age": None, "autothrottle": False})
-    return base.model_copy(
-        update={"database": database_url, "sources": sources, "rules": [str(EXAMPLE_RULES)], "crawl": crawl}
-    )
+    folder = database_url.removeprefix("sqlite:///").rsplit("/", 1)[0]
+    gazetteer = base.gazetteer.model_copy(update={"cache_dir": f"{folder}/gazetteer"})
+    return base.model_copy(update={
+        "database": database_url, "sources": sources, "rules": [str(EXAMPLE_RULES)], "crawl": crawl,
+        "gazetteer": gazetteer,
+    })
 
 
 def run_demo(
@@ -100,6 +103,7 @@ def run_demo(
     from lookout.ingest import Ingestor
     from lookout.newssite import SEEDS_DIR, NewsSite
     from rules import load_ruleset
+    from rules.gazetteer import gazetteer_for
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lookout-demo-") as tmp, NewsSite.from_seeds(
@@ -108,7 +112,7 @@ def run_demo(
         folder = workdir or Path(tmp)
         config = demo_config(base, f"sqlite:///{folder / 'demo.db'}", site.url)
         print(f"News site with {len(site.articles)} seed articles at {site.url}", file=out)
-        ruleset = load_ruleset(config.rule_paths())
+        ruleset = load_ruleset(config.rule_paths(), gazetteer=gazetteer_for(config))
         store = Store(config.database_url())
         chat = telegram.chat if telegram else DEMO_CHAT
         with store.begin() as conn:

@@ -140,7 +140,8 @@ def _evidence(m: Match) -> dict:
 def build_ingestor(config, *, store: Store | None = None, ruleset=None) -> Ingestor:
     """The ingestor a crawl uses when the caller did not provide one (plain ``scrapy crawl``)."""
     from rules import load_ruleset
+    from rules.gazetteer import gazetteer_for
 
     store = store or Store(config.database_url())
-    loaded = ruleset or load_ruleset(config.rule_paths())
+    loaded = ruleset or load_ruleset(config.rule_paths(), gazetteer=gazetteer_for(config))
     return Ingestor(store, lambda: loaded, max_age=config.crawl.max_age)

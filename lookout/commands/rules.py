@@ -1,8 +1,293 @@
-"""`lookout rules`: placeholder until the Rules issue lands."""
+"""`lookout rules check|test|backtest`: tools for rule authors. Check validates rule files
+(all errors at once, ``path:line:col: message``) and runs their examples; test runs the rules
+on article files or a URL; backtest runs them over stored articles. None of them sends anything."""
 
-from lookout.commands import not_yet
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from lookout.durations import parse_duration
+from lookout.located import LocatedErrors
 
 
 def register(sub) -> None:
-    p = sub.add_parser("rules", help="(Rules issue)")
-    p.set_defaults(func=not_yet("rules", "Rules"))
+    p = sub.add_parser("rules", help="check, test and backtest rule files")
+    rsub = p.add_subparsers(dest="rules_command", metavar="ACTION")
+    p.set_defaults(func=_usage(p))
+
+    check = rsub.add_parser("check", help="validate rule files and run their examples")
+    check.add_argument(
+        "paths", nargs="*", metavar="PATH", help="rule files or folders (default: config rules)"
+    )
+    check.add_argument(
+        "--gazetteer", action="store_true", help="load the gazetteer for area terms in examples"
+    )
+    check.set_defaults(func=cmd_check)
+
+    test = rsub.add_parser("test", help="run the rules on article files (.txt, .html) or URLs")
+    test.add_argument(
+        "articles", nargs="+", metavar="ARTICLE", help="a .txt or .html file, or an http(s) URL"
+    )
+    test.add_argument("--rules", action="append", metavar="PATH", help="rule file or folder (repeatable)")
+    test.add_argument("--json", action="store_true", help="one JSON object per article per line")
+    test.add_argument("--no-gazetteer", action="store_true", help="area terms see watched places only")
+    test.set_defaults(func=cmd_test)
+
+    back = rsub.add_parser("backtest", help="run the current rules over stored articles (sends nothing)")
+    back.add_argument("--since", default="7d", help="how far back, e.g. 24h, 7d (default 7d)")
+    back.add_argument("--rules", action="append", metavar="PATH", help="rule file or folder (repeatable)")
+    back.add_argument("--first", type=int, default=3, metavar="N", help="first matches shown per rule")
+    back.add_argument("--no-gazetteer", action="store_true", help="area terms see watched places only")
+    back.set_defaults(func=cmd_backtest)
+
+
+def _usage(parser: argparse.ArgumentParser):
+    def handler(args: argparse.Namespace, ctx: Any) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    return handler
+
+
+def _gazetteer(ctx: Any, wanted: bool):
+    if not wanted:
+        return None
+    from rules.gazetteer import gazetteer_for
+
+    return gazetteer_for(ctx.config)
+
+
+def _load(paths: list[Path] | None, ctx: Any, *, gazetteer: bool):
+    from rules import load_ruleset
+
+    return load_ruleset(paths or ctx.config.rule_paths(), gazetteer=_gazetteer(ctx, gazetteer))
+
+
+# -- check --------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace, ctx: Any) -> int:
+    from rules.check import run_examples
+
+    paths = [Path(p) for p in args.paths] or ctx.config.rule_paths()
+    try:
+        ruleset = _load(paths, ctx, gazetteer=args.gazetteer)
+    except LocatedErrors as exc:
+        for err in exc.errors:
+            print(err)
+        print(f"{len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    count, failures = run_examples(ruleset)
+    for err in sorted(failures, key=lambda e: e.location):
+        print(err)
+    if failures:
+        print(f"{len(failures)} of {count} example(s) failed", file=sys.stderr)
+        return 1
+    print(f"ok: {ruleset.summary()}, {count} examples pass")
+    return 0
+
+
+# -- test ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedArticle:
+    name: str
+    title: str
+    text: str
+    language: str | None = None
+    source: str | None = None
+
+
+def read_article(ref: str) -> LoadedArticle:
+    """A .txt file (first line the title), an .html file or a URL cleaned by trafilatura."""
+    if ref.startswith(("http://", "https://")):
+        import httpx
+
+        response = httpx.get(
+            ref, follow_redirects=True, timeout=30.0, headers={"User-Agent": "Lookout rules test"}
+        )
+        response.raise_for_status()
+        return clean_html(response.text, ref, url=str(response.url))
+    path = Path(ref)
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix.lower() in (".html", ".htm"):
+        return clean_html(raw, ref)
+    lines = raw.strip().split("\n", 1)
+    return LoadedArticle(ref, lines[0].strip(), lines[1] if len(lines) > 1 else "", source="file")
+
+
+def clean_html(html: str, name: str, url: str | None = None) -> LoadedArticle:
+    """Title and body text only, as the crawler keeps them: no navigation, related links or footer."""
+    import trafilatura
+
+    doc = trafilatura.bare_extraction(
+        html, url=url, with_metadata=True, include_comments=False, include_tables=False, favor_precision=True
+    )
+    if doc is None:
+        return LoadedArticle(name, "", "")
+    get = (lambda k: getattr(doc, k, None)) if not isinstance(doc, dict) else doc.get
+    return LoadedArticle(
+        name, get("title") or "", get("text") or "", get("language"), "file" if url is None else url
+    )
+
+
+def cmd_test(args: argparse.Namespace, ctx: Any) -> int:
+    from rules import match
+    from rules.geo import describe_position
+
+    ruleset = _load(
+        [Path(p) for p in args.rules] if args.rules else None, ctx, gazetteer=not args.no_gazetteer
+    )
+    colour = sys.stdout.isatty() and not args.json
+    status = 0
+    for ref in args.articles:
+        try:
+            article = read_article(ref)
+        except Exception as exc:  # one bad file or URL must not hide the others' results
+            print(f"{ref}: cannot read: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        matches = match(article, ruleset)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "article": ref,
+                        "title": article.title,
+                        "matches": [
+                            {
+                                "rule": m.rule_id,
+                                "severity": m.severity,
+                                "terms": [
+                                    {
+                                        "kind": h.kind,
+                                        "ref": h.ref,
+                                        "found": h.found,
+                                        "field": h.field,
+                                        "start": h.start,
+                                        "end": h.end,
+                                    }
+                                    for h in m.hits
+                                ],
+                                "places": [
+                                    {
+                                        "id": p.id,
+                                        "name": p.name,
+                                        "lat": p.lat,
+                                        "lon": p.lon,
+                                        "watched": p.watched,
+                                        "area": p.area,
+                                        "distance_km": p.distance_km,
+                                    }
+                                    for p in m.places
+                                ],
+                                "groups": list(m.groups),
+                                "snippet": m.snippet,
+                                "marks": [list(x) for x in m.marks],
+                            }
+                            for m in matches
+                        ],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            continue
+        print(f"{_bold(ref, colour)}: {article.title or '(no title)'}")
+        if not matches:
+            print("  no rule matches")
+        for m in matches:
+            print(f"  [{m.severity}] {_bold(m.rule_id, colour)} — {m.title}")
+            terms = ", ".join(f"{h.kind} {h.ref} “{h.found}” ({h.field} {h.start}-{h.end})" for h in m.hits)
+            print(f"    terms: {terms}")
+            for p in m.places:
+                where = describe_position(p, ruleset)
+                extra = f" in area {p.area}, {p.distance_km} km from its centre" if p.area else ""
+                print(
+                    f"    place: {p.name} ({p.lat:.4f}, {p.lon:.4f}){extra}{' — ' + where if where else ''}"
+                )
+            print(f"    {highlight(m.snippet, m.marks, colour)}")
+    return status
+
+
+def highlight(snippet: str, marks: tuple[tuple[int, int], ...], colour: bool) -> str:
+    out, pos = [], 0
+    for start, end in sorted(marks):
+        if start < pos:
+            continue
+        out.append(snippet[pos:start])
+        term = snippet[start:end]
+        out.append(f"\x1b[1;33m{term}\x1b[0m" if colour else f"[{term}]")
+        pos = end
+    out.append(snippet[pos:])
+    return "".join(out)
+
+
+def _bold(text: str, colour: bool) -> str:
+    return f"\x1b[1m{text}\x1b[0m" if colour else text
+
+
+# -- backtest -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredArticle:
+    title: str
+    text: str
+    language: str | None
+    source: str | None
+
+
+def cmd_backtest(args: argparse.Namespace, ctx: Any) -> int:
+    from sqlalchemy import select
+
+    from lookout.store import articles, utcnow
+    from rules import match
+
+    try:
+        since: timedelta = parse_duration(args.since)
+    except ValueError as exc:
+        print(f"lookout rules backtest: --since: {exc}", file=sys.stderr)
+        return 2
+    ruleset = _load(
+        [Path(p) for p in args.rules] if args.rules else None, ctx, gazetteer=not args.no_gazetteer
+    )
+    cutoff = utcnow() - since
+    counts: Counter[str] = Counter()
+    first: dict[str, list[str]] = {}
+    total = 0
+    query = (
+        select(
+            articles.c.url,
+            articles.c.title,
+            articles.c.text,
+            articles.c.language,
+            articles.c.source,
+            articles.c.first_seen,
+        )
+        .where(articles.c.first_seen >= cutoff)
+        .order_by(articles.c.first_seen, articles.c.id)
+    )
+    with ctx.store.connect() as conn:
+        for row in conn.execution_options(stream_results=True, yield_per=200).execute(query):
+            total += 1
+            for m in match(StoredArticle(row.title or "", row.text or "", row.language, row.source), ruleset):
+                counts[m.rule_id] += 1
+                shown = first.setdefault(m.rule_id, [])
+                if len(shown) < args.first:
+                    shown.append(f"{row.first_seen:%Y-%m-%d %H:%M} {row.url} — {m.snippet[:140]}")
+    print(f"backtest: {total} article(s) since {cutoff:%Y-%m-%d %H:%M} UTC, rules version {ruleset.version}")
+    width = max((len(r) for r in ruleset.rules), default=4)
+    for rule_id in ruleset.rules:
+        print(f"{rule_id:<{width}}  {counts[rule_id]:>6}")
+        for line in first.get(rule_id, ()):
+            print(f"{'':<{width}}    {line}")
+    print(f"{sum(counts.values())} match(es) in total; nothing sent")
+    return 0

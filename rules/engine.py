@@ -1,0 +1,559 @@
+"""The matching engine: pure functions from a document and a ``Ruleset`` to ``Match``es.
+
+One Aho-Corasick automaton holds every folded name of every place, group and keyword in all
+rule files (plus gazetteer names when one is given), so one pass over the text finds every
+candidate whatever the number of rules. Hits are kept only at word boundaries (Arabic
+proclitics allowed), short all-capital aliases only in capitals, and among overlapping names
+the leftmost-longest wins ("Gioiosa Marea" is not Marea). Only rules indexed under a term that
+was found are evaluated.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import ahocorasick
+
+from rules.fold import fold, fold_with_map, is_short_caps, is_word_char
+from rules.model import Node, Rule, Ruleset, Term, haversine_km
+from rules.types import Document, Match, Mentions, PlaceRef, TermHit
+
+if TYPE_CHECKING:
+    from rules.gazetteer import Gazetteer, GazPlace
+
+FIELDS = ("title", "text")
+# Arabic clitics written joined to the next word: و (and), ف, ب (in), ل (to), ك, and the article.
+ARABIC_PROCLITICS = frozenset(
+    {"و", "ف", "ب", "ل", "ك", "ال", "وال", "فال", "بال", "كال", "لل", "ولل", "فلل", "وب", "فب", "ول", "فل"}
+)
+SNIPPET_RADIUS = 120
+MAX_SENTENCE = 360
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What an automaton key stands for: a watched place or group, a keyword, or gazetteer names."""
+
+    kind: str  # place | group | keyword | gaz
+    target: str  # place/group id, or the folded name for gaz
+    cs_form: str | None = None  # exact-case form when the alias is case-sensitive
+    capital: bool = False  # gazetteer: the mention must start with a capital letter
+    short_caps: bool = False  # IS, SDF: not trusted in all-capital text ("IS IT OVER?")
+    key: tuple[str, ...] = ()  # keyword: the term key
+
+
+@dataclass
+class Index:
+    automaton: ahocorasick.Automaton | None
+    term_rules: dict[tuple[str, ...], tuple[str, ...]]
+    regexes: list[tuple[str, object]]
+    regex_set: object | None
+    areas: tuple[str, ...]  # areas some rule refers to
+    gazetteer: Gazetteer | None = None
+    size: int = 0  # automaton keys
+
+
+def build_index(ruleset: Ruleset, gazetteer: Gazetteer | None = None) -> Index:
+    entries: dict[str, list[Entry]] = defaultdict(list)
+
+    def add(name: str, kind: str, target: str, *, sensitive: bool = False, key: tuple[str, ...] = ()) -> None:
+        folded = fold(name)
+        if not folded.strip():
+            return
+        short = is_short_caps(name) and not sensitive
+        cs = fold(name, casefold=False) if sensitive or short else None
+        entry = Entry(kind, target, cs, key=key, short_caps=short)
+        bucket = entries[folded]
+        if entry not in bucket:
+            bucket.append(entry)
+
+    for place in ruleset.places.values():
+        for name in place.names:
+            add(name, "place", place.id)
+    for group in ruleset.groups.values():
+        for name in group.names:
+            add(name, "group", group.id)
+    term_rules: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    regex_patterns: dict[str, None] = {}
+    areas: dict[str, None] = {}
+    for rule in ruleset.rules.values():
+        for term in rule.expr.terms():
+            if term.kind == "keyword":
+                add(term.value, "keyword", term.value, sensitive=term.case_sensitive, key=term.key)
+            elif term.kind == "regex":
+                regex_patterns[term.value] = None
+            elif term.kind == "area":
+                areas[term.value] = None
+        for key in anchor_keys(rule):
+            term_rules[key].add(rule.id)
+    if gazetteer is not None:
+        for folded, capital in gazetteer.names():
+            entries[folded].append(Entry("gaz", folded, capital=capital))
+    automaton = None
+    if entries:
+        automaton = ahocorasick.Automaton()
+        for folded, bucket in entries.items():
+            automaton.add_word(folded, (len(folded), tuple(bucket)))
+        automaton.make_automaton()
+    regexes, regex_set = _compile_regexes(list(regex_patterns))
+    order = {rid: i for i, rid in enumerate(ruleset.rules)}
+    return Index(
+        automaton,
+        {k: tuple(sorted(v, key=order.__getitem__)) for k, v in term_rules.items()},
+        regexes,
+        regex_set,
+        tuple(areas),
+        gazetteer,
+        len(entries),
+    )
+
+
+# How common a term kind tends to be: a rule is indexed under its most specific necessary terms.
+_WEIGHT = {"keyword": 1, "regex": 1, "place": 1, "group": 4, "area": 4, "source": 8, "lang": 8}
+
+
+def anchor_keys(rule: Rule) -> set[tuple[str, ...]]:
+    """Term keys of which at least one must be found for ``rule`` to hold (cheapest such set).
+
+    A rule ``all: [group: islamic-state, any: [place: a, place: b]]`` is indexed under places a
+    and b only, so an article that merely names the group evaluates none of the place rules."""
+    found = _anchor(rule.expr)
+    return found if found else {t.key for t in rule.positive_terms}
+
+
+def _anchor(node: Node | Term) -> set[tuple[str, ...]] | None:
+    if isinstance(node, Term):
+        return {node.key}
+    if node.op == "none":
+        return None
+    children = [_anchor(c) for c in node.children]
+    if node.op == "all":
+        usable = [c for c in children if c]
+        return min(usable, key=lambda keys: sum(_WEIGHT.get(k[0], 4) for k in keys)) if usable else None
+    if any(c is None for c in children):  # any / at_least: one of the children must hold
+        return None
+    return set().union(*children)  # type: ignore[arg-type]
+
+
+def _compile_regexes(patterns: list[str]) -> tuple[list[tuple[str, object]], object | None]:
+    if not patterns:
+        return [], None
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    compiled = [(p, re2.compile(p, options=options)) for p in patterns]
+    regex_set = re2.Set.SearchSet(options)
+    for p in patterns:
+        regex_set.Add(p)
+    regex_set.Compile()
+    return compiled, regex_set
+
+
+# -- finding names ----------------------------------------------------------------------------
+
+
+@dataclass
+class NameHit:
+    field: str
+    start: int  # offsets into the original field
+    end: int
+    found: str
+    entries: tuple[Entry, ...]
+
+
+@dataclass
+class FoundPlace:
+    ref: PlaceRef
+    hit: NameHit
+
+
+@dataclass
+class Analysis:
+    """Everything found in one document, before any rule is evaluated."""
+
+    hits: dict[tuple[str, ...], list[TermHit]] = field(default_factory=lambda: defaultdict(list))
+    places: list[FoundPlace] = field(default_factory=list)  # watched and gazetteer, in text order
+    area_places: dict[str, list[tuple[TermHit, PlaceRef]]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _boundary_ok(folded: str, start: int, stop: int) -> bool:
+    if stop < len(folded) and is_word_char(folded[stop]) and is_word_char(folded[stop - 1]):
+        return False
+    if start > 0 and is_word_char(folded[start - 1]) and is_word_char(folded[start]):
+        if not _is_arabic(folded[start]):
+            return False
+        ws = start - 1
+        while ws > 0 and is_word_char(folded[ws - 1]):
+            ws -= 1
+        return folded[ws:start] in ARABIC_PROCLITICS
+    return True
+
+
+def _is_arabic(ch: str) -> bool:
+    return "\u0600" <= ch <= "\u06ff" or "\u0750" <= ch <= "\u077f"
+
+
+def _shouting(text: str, start: int, end: int) -> bool:
+    """Is the text around a hit written in capitals, so "IS" there may be the verb?"""
+    around = text[max(0, start - 40) : start] + text[end : end + 40]
+    letters = [c for c in around if c.isalpha() and c.lower() != c.upper()]
+    return len(letters) >= 8 and sum(c.isupper() for c in letters) >= 0.7 * len(letters)
+
+
+def _entry_ok(entry: Entry, original: str, text: str, start: int, end: int) -> bool:
+    if entry.cs_form is not None and fold(original, casefold=False) != entry.cs_form:
+        return False
+    if entry.short_caps and _shouting(text, start, end):
+        return False
+    if entry.capital:
+        first = original[:1]
+        if first.lower() != first.upper() and not first.isupper():
+            return False
+    return True
+
+
+def find_names(
+    text: str, field_name: str, automaton: ahocorasick.Automaton | None
+) -> tuple[list[NameHit], list[NameHit]]:
+    """(names after leftmost-longest selection, keyword hits) in one field."""
+    if automaton is None or not text:
+        return [], []
+    folded, fmap = fold_with_map(text)
+    names: list[NameHit] = []
+    keywords: list[NameHit] = []
+    for end, (length, bucket) in automaton.iter(folded):
+        start, stop = end - length + 1, end + 1
+        if not _boundary_ok(folded, start, stop):
+            continue
+        o_start, o_end = fmap[start], fmap[stop - 1] + 1
+        original = text[o_start:o_end]
+        valid = tuple(e for e in bucket if _entry_ok(e, original, text, o_start, o_end))
+        if not valid:
+            continue
+        named = tuple(e for e in valid if e.kind != "keyword")
+        kws = tuple(e for e in valid if e.kind == "keyword")
+        if named:
+            names.append(NameHit(field_name, o_start, o_end, original, named))
+        if kws:
+            keywords.append(NameHit(field_name, o_start, o_end, original, kws))
+    return _leftmost_longest(names), keywords
+
+
+def _leftmost_longest(hits: list[NameHit]) -> list[NameHit]:
+    hits.sort(key=lambda h: (h.start, -(h.end - h.start)))
+    out: list[NameHit] = []
+    last_end = -1
+    for h in hits:
+        if h.start >= last_end:
+            watched = tuple(e for e in h.entries if e.kind != "gaz")
+            if watched:
+                h.entries = watched  # an equal-length watched name beats the gazetteer's
+            out.append(h)
+            last_end = h.end
+    return out
+
+
+def analyse(doc: Document, ruleset: Ruleset, *, with_areas: bool = True) -> Analysis:
+    index = ruleset.index
+    assert index is not None, "ruleset without index: load it with rules.load_ruleset"
+    result = Analysis()
+    gaz_hits: list[NameHit] = []
+    for field_name in FIELDS:
+        text = getattr(doc, field_name, "") or ""
+        names, keywords = find_names(text, field_name, index.automaton)
+        for h in keywords:
+            for e in h.entries:
+                result.hits[e.key].append(TermHit("keyword", e.target, h.found, h.field, h.start, h.end))
+        for h in names:
+            for e in h.entries:
+                if e.kind == "place":
+                    place = ruleset.places[e.target]
+                    ref = PlaceRef(place.id, place.name, place.lat, place.lon, True)
+                    result.places.append(FoundPlace(ref, h))
+                    result.hits[("place", place.id)].append(
+                        TermHit("place", place.id, h.found, h.field, h.start, h.end)
+                    )
+                elif e.kind == "group":
+                    result.hits[("group", e.target)].append(
+                        TermHit("group", e.target, h.found, h.field, h.start, h.end)
+                    )
+            if index.gazetteer is not None and h.entries[0].kind == "gaz":
+                gaz_hits.append(h)
+        if index.regexes:
+            _find_regexes(text, field_name, index, result)
+    if gaz_hits and with_areas:
+        _resolve_gazetteer(gaz_hits, index.gazetteer, result)
+    for kind, value in (("source", doc.source), ("lang", doc.language)):
+        if value:
+            result.hits[(kind, value.casefold())].append(TermHit(kind, value, value, kind, 0, 0))
+    if with_areas and index.areas and result.places:
+        _find_areas(ruleset, index.areas, result)
+    return result
+
+
+def _find_regexes(text: str, field_name: str, index: Index, result: Analysis) -> None:
+    if not text:
+        return
+    for i in index.regex_set.Match(text) or ():  # type: ignore[attr-defined]
+        pattern, compiled = index.regexes[i]
+        for m in compiled.finditer(text):  # type: ignore[attr-defined]
+            if m.end() > m.start():
+                result.hits[("regex", pattern)].append(
+                    TermHit("regex", pattern, m.group(0), field_name, m.start(), m.end())
+                )
+
+
+def _resolve_gazetteer(hits: list[NameHit], gazetteer: Gazetteer | None, result: Analysis) -> None:
+    """An ambiguous name is the candidate nearest the article's other places, else the most populous."""
+    assert gazetteer is not None
+    candidates = [(h, gazetteer.lookup(h.entries[0].target)) for h in hits]
+    context = [(fp.ref.lat, fp.ref.lon) for fp in result.places]
+    context += [(c[0].lat, c[0].lon) for _, c in candidates if len(c) == 1]
+    for h, cands in candidates:
+        if not cands:
+            continue
+        if len(cands) == 1:
+            chosen = cands[0]
+        elif context:
+            chosen = min(cands, key=lambda c: min(haversine_km(c.lat, c.lon, la, lo) for la, lo in context))
+        else:
+            chosen = max(cands, key=lambda c: c.population)
+        result.places.append(FoundPlace(_gaz_ref(chosen), h))
+
+
+def _gaz_ref(place: GazPlace) -> PlaceRef:
+    return PlaceRef(f"geonames:{place.geonameid}", place.name, place.lat, place.lon, False)
+
+
+def _find_areas(ruleset: Ruleset, area_ids: Iterable[str], result: Analysis) -> None:
+    for area_id in area_ids:
+        area = ruleset.areas.get(area_id)
+        if area is None:
+            continue
+        seen: set[str] = set()
+        for fp in result.places:
+            ref = fp.ref
+            if not area.contains(ref.lat, ref.lon):
+                continue
+            h = fp.hit
+            hit = TermHit("area", area_id, h.found, h.field, h.start, h.end)
+            result.hits[("area", area_id)].append(hit)
+            if ref.id not in seen:
+                seen.add(ref.id)
+                distance = round(area.distance_km(ref.lat, ref.lon), 1)
+                placed = PlaceRef(ref.id, ref.name, ref.lat, ref.lon, ref.watched, area_id, distance)
+                result.area_places[area_id].append((hit, placed))
+
+
+# -- rules ------------------------------------------------------------------------------------
+
+
+def match(doc: Document, ruleset: Ruleset) -> list[Match]:
+    """Every rule of ``ruleset`` that fires on ``doc``, with its evidence. Pure."""
+    index = ruleset.index
+    assert index is not None
+    found = analyse(doc, ruleset)
+    candidates: set[str] = set()
+    for key, hits in found.hits.items():
+        if hits and key in index.term_rules:
+            candidates.update(index.term_rules[key])
+    if not candidates:
+        return []
+    words = _WordPositions(doc)
+    out = []
+    for rule_id in ruleset.rules:  # file order, deterministic
+        if rule_id in candidates:
+            m = evaluate(ruleset.rules[rule_id], found, doc, ruleset, words)
+            if m is not None:
+                out.append(m)
+    return out
+
+
+def scan(doc: Document, ruleset: Ruleset) -> Mentions:
+    """Every watched place and group mentioned in title or body, whatever the rules."""
+    found = analyse(doc, ruleset, with_areas=False)
+    places: dict[str, PlaceRef] = {}
+    groups: dict[str, None] = {}
+    hits: list[TermHit] = []
+    for (kind, *_), term_hits in found.hits.items():
+        if kind == "place":
+            hits.extend(term_hits)
+        elif kind == "group":
+            hits.extend(term_hits)
+            groups[term_hits[0].ref] = None
+    for fp in found.places:
+        if fp.ref.watched:
+            places.setdefault(fp.ref.id, fp.ref)
+    hits.sort(key=_hit_order)
+    return Mentions(tuple(places.values()), tuple(groups), tuple(hits))
+
+
+def _hit_order(h: TermHit) -> tuple[int, int, int]:
+    return (FIELDS.index(h.field) if h.field in FIELDS else -1, h.start, h.end)
+
+
+def _holds(
+    node: Node | Term, present: Callable[[tuple[str, ...]], bool], anywhere: Callable[[tuple[str, ...]], bool]
+) -> bool:
+    if isinstance(node, Term):
+        return present(node.key)
+    if node.op == "none":
+        return not any(_holds(c, anywhere, anywhere) for c in node.children)
+    results = (_holds(c, present, anywhere) for c in node.children)
+    if node.op == "all":
+        return all(results)
+    if node.op == "any":
+        return any(results)
+    return sum(1 for r in results if r) >= node.n
+
+
+class _WordPositions:
+    """Word index of a character offset, title words first, for ``within``."""
+
+    _WORD = re.compile(r"\w+")
+
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self._starts: dict[str, list[int]] = {}
+
+    def _field(self, name: str) -> list[int]:
+        if name not in self._starts:
+            text = getattr(self.doc, name, "") or ""
+            self._starts[name] = [m.start() for m in self._WORD.finditer(text)]
+        return self._starts[name]
+
+    def of(self, hit: TermHit) -> int:
+        pos = bisect.bisect_right(self._field(hit.field), hit.start)
+        return pos + (len(self._field("title")) if hit.field == "text" else 0)
+
+
+def evaluate(
+    rule: Rule, found: Analysis, doc: Document, ruleset: Ruleset, words: _WordPositions | None = None
+) -> Match | None:
+    def anywhere(key: tuple[str, ...]) -> bool:
+        return bool(found.hits.get(key))
+
+    positive_keys = {t.key for t in rule.positive_terms}
+    positive = [h for k in positive_keys for h in found.hits.get(k, ())]
+    if rule.within is None:
+        if not _holds(rule.expr, anywhere, anywhere):
+            return None
+        used = positive
+    else:
+        words = words or _WordPositions(doc)
+        located = [(h, words.of(h)) for h in positive if h.field in FIELDS]
+        used = None
+        for _, anchor in sorted(located, key=lambda x: x[1]):
+            in_window = {id(h) for h, p in located if anchor <= p <= anchor + rule.within}
+
+            def present(key: tuple[str, ...], in_window=in_window) -> bool:
+                return any(id(h) in in_window or h.field not in FIELDS for h in found.hits.get(key, ()))
+
+            if _holds(rule.expr, present, anywhere):
+                used = [h for h in positive if id(h) in in_window or h.field not in FIELDS]
+                break
+        if used is None:
+            return None
+    used = sorted(set(used), key=_hit_order)
+    return _build_match(rule, used, found, doc, ruleset)
+
+
+def _build_match(rule: Rule, hits: list[TermHit], found: Analysis, doc: Document, ruleset: Ruleset) -> Match:
+    places: dict[tuple[str, str | None], PlaceRef] = {}
+    groups: dict[str, None] = {}
+    used = set(hits)
+    for h in hits:
+        if h.kind == "place":
+            p = ruleset.places[h.ref]
+            places.setdefault((p.id, None), PlaceRef(p.id, p.name, p.lat, p.lon, True))
+        elif h.kind == "group":
+            groups[h.ref] = None
+        elif h.kind == "area":
+            for hit, ref in found.area_places.get(h.ref, ()):
+                if hit in used:
+                    places.setdefault((ref.id, ref.area), ref)
+    # One entry per place: the one that says which area it satisfied, when there is one.
+    by_id: dict[str, PlaceRef] = {}
+    for ref in places.values():
+        if ref.id not in by_id or (by_id[ref.id].area is None and ref.area is not None):
+            by_id[ref.id] = ref
+    snippet, marks = make_snippet(doc, hits)
+    return Match(
+        rule_id=rule.id,
+        title=rule.title,
+        severity=rule.severity,
+        hits=tuple(hits),
+        places=tuple(by_id.values()),
+        groups=tuple(groups),
+        snippet=snippet,
+        marks=marks,
+        notify=rule.notify,
+    )
+
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|\n\s*")
+
+
+def make_snippet(doc: Document, hits: list[TermHit]) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """The sentence with the most distinct terms (body first), or ±120 characters, with marks."""
+    for field_name in ("text", "title"):
+        in_field = [h for h in hits if h.field == field_name]
+        if in_field:
+            break
+    else:
+        return "", ()
+    text = getattr(doc, field_name) or ""
+    best: tuple[int, int, int, int, bool] | None = None  # (-distinct, length, start, end, clipped)
+    ordered = sorted(in_field, key=lambda x: x.start)
+    for i, h in enumerate(ordered):
+        # A snippet may run over two or three short sentences when the terms sit in neighbouring
+        # ones ("...town of Marea. ... Islamic State ..."): the alert must show what matched.
+        for last in ordered[i:]:
+            if last.end - h.start > MAX_SENTENCE:
+                break
+            start, _, clipped_left = _sentence_bounds(text, h.start, h.end)
+            _, end, clipped_right = _sentence_bounds(text, last.start, last.end)
+            if end - start > 2 * MAX_SENTENCE:
+                continue
+            distinct = len({(x.kind, x.ref) for x in in_field if x.start >= start and x.end <= end})
+            candidate = (-distinct, end - start, start, end, clipped_left or clipped_right)
+            if best is None or candidate < best:
+                best = candidate
+    if best is None:  # every window too long: the first hit's sentence or ±120 characters
+        start, end, clipped = _sentence_bounds(text, ordered[0].start, ordered[0].end)
+        best = (0, end - start, start, end, clipped)
+    _, _, start, end, clipped = best
+    while start < end and text[start].isspace():  # trim, keeping offsets right
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    prefix = "…" if clipped and start > 0 else ""
+    suffix = "…" if clipped and end < len(text) else ""
+    offset = len(prefix) - start
+    marks = sorted(
+        {(h.start + offset, h.end + offset) for h in in_field if h.start >= start and h.end <= end}
+    )
+    return prefix + text[start:end] + suffix, tuple(marks)
+
+
+def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int, bool]:
+    left = 0
+    for m in _SENTENCE_END.finditer(text, max(0, start - MAX_SENTENCE), start):
+        left = m.end()
+    m = _SENTENCE_END.search(text, end, end + MAX_SENTENCE)  # bounded: never scan the whole text
+    right = m.start() + len(m.group(0).rstrip()) if m else len(text)
+    if right - left <= MAX_SENTENCE:
+        return left, right, False
+    # No usable sentence: ±120 characters, cut at spaces.
+    lo, hi = max(0, start - SNIPPET_RADIUS), min(len(text), end + SNIPPET_RADIUS)
+    if lo > 0 and (sp := text.find(" ", lo, start)) != -1:
+        lo = sp + 1
+    if hi < len(text) and (sp := text.rfind(" ", end, hi)) != -1:
+        hi = sp
+    return lo, hi, True
