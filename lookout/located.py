@@ -109,14 +109,17 @@ def node_location(path: str, node: Any, key: Any = None) -> Location:
     return Location(path, 1, 1)
 
 
+def _has(node: Any, part: Any) -> bool:
+    if isinstance(node, CommentedMap):
+        return part in node
+    return isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node)
+
+
 def locate(path: str, root: Any, loc: Sequence[Any]) -> Location:
     """Follow a pydantic-style ``loc`` tuple into the YAML tree; the deepest node found wins."""
     node, best = root, node_location(path, root)
     for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            best = node_location(path, node, part)
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+        if _has(node, part):
             best = node_location(path, node, part)
             node = node[part]
         elif isinstance(node, CommentedMap | CommentedSeq):
