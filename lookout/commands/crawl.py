@@ -1,8 +1,90 @@
-"""`lookout crawl`: placeholder until the Crawler issue lands."""
+"""`lookout crawl [SOURCE...]`: crawl now (all sources when none named), store, match and
+enqueue alerts; a progress line per source as it finishes, then a summary table."""
 
-from lookout.commands import not_yet
+from __future__ import annotations
+
+import argparse
+import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("crawl", help="(Crawler issue)")
-    p.set_defaults(func=not_yet("crawl", "Crawler"))
+    p = sub.add_parser(
+        "crawl",
+        help="crawl sources now, match rules and enqueue alerts",
+        description="Crawl the named sources (all when none are named) once, now.",
+    )
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="source names from the sources file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, ctx) -> int:
+    from crawler.runner import run_crawl
+    from crawler.sources import select_sources, sources_from_config
+
+    try:
+        chosen = select_sources(sources_from_config(ctx.config), list(args.sources))
+    except KeyError as exc:
+        print(f"lookout crawl: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if not chosen:
+        print("lookout crawl: no sources configured (see `lookout sources check FILE`)", file=sys.stderr)
+        return 2
+    ingestor = _ingestor(ctx)
+    report = run_crawl(ctx.config, chosen, ingestor=ingestor, progress=_progress, store=ctx.store)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def _ingestor(ctx):
+    from crawler.runtime import default_ingestor
+
+    return default_ingestor(ctx.config, ctx.store)
+
+
+def _progress(stats) -> None:
+    print(
+        f"{stats.source}: {stats.result} - fetched {stats.fetched}, new {stats.new}, "
+        f"updated {stats.updated}, duplicates {stats.duplicates}, failed {stats.failures} "
+        f"({stats.seconds:.1f} s)",
+        flush=True,
+    )
+
+
+def format_report(report) -> str:
+    header = ("source", "result", "fetched", "new", "updated", "duplicates", "failed", "seconds")
+    rows = [
+        (
+            s.source,
+            s.result,
+            str(s.fetched),
+            str(s.new),
+            str(s.updated),
+            str(s.duplicates),
+            s.failed_text(),
+            f"{s.seconds:.1f}",
+        )
+        for s in report.sources
+    ]
+    rows.append(
+        (
+            "total",
+            "ok" if report.ok else "failed",
+            str(report.total("fetched")),
+            str(report.total("new")),
+            str(report.total("updated")),
+            str(report.total("duplicates")),
+            str(report.failures),
+            f"{report.seconds:.1f}",
+        )
+    )
+    return table(header, rows)
+
+
+def table(header, rows) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,8 +1,74 @@
-"""`lookout sources`: placeholder until the Crawler issue lands."""
+"""`lookout sources list|check`: the crawl state of each source, and validation of a sources
+file (every error at once, as ``file:line:col: message``)."""
 
-from lookout.commands import not_yet
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import timedelta
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sources", help="(Crawler issue)")
-    p.set_defaults(func=not_yet("sources", "Crawler"))
+    p = sub.add_parser("sources", help="list sources with their crawl state, or check a sources file")
+    s = p.add_subparsers(dest="sources_command", metavar="COMMAND")
+    ls = s.add_parser("list", help="each source: last crawl, last success, new in 24 h, last error")
+    ls.set_defaults(func=list_sources)
+    ck = s.add_parser("check", help="validate a sources file (all errors at once, file:line)")
+    ck.add_argument("file", metavar="FILE")
+    ck.set_defaults(func=check)
+    p.set_defaults(func=lambda args, ctx: (p.print_usage(sys.stderr), 2)[1])
+
+
+def check(args: argparse.Namespace, ctx) -> int:
+    from crawler.sources import load_sources
+    from lookout.located import LocatedErrors
+
+    try:
+        found = load_sources(args.file)
+    except LocatedErrors as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"{args.file}: {len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    kinds = ", ".join(f"{s.name} ({s.kind}, every {s.every})" for s in found)
+    print(f"{args.file}: {len(found)} source(s) OK{': ' + kinds if kinds else ''}")
+    return 0
+
+
+def list_sources(args: argparse.Namespace, ctx) -> int:
+    from sqlalchemy import func, select
+
+    from crawler.sources import sources_from_config
+    from lookout.commands.crawl import table
+    from lookout.store import articles, sources, utcnow
+
+    configured = sources_from_config(ctx.config)
+    since = utcnow() - timedelta(hours=24)
+    with ctx.store.connect() as conn:
+        state = {r.name: r for r in conn.execute(select(sources))}
+        recent = dict(
+            conn.execute(
+                select(articles.c.source, func.count())
+                .where(articles.c.first_seen >= since)
+                .group_by(articles.c.source)
+            ).all()
+        )
+    rows = []
+    for s in configured:
+        r = state.get(s.name)
+        rows.append(
+            (
+                s.name,
+                s.kind,
+                str(s.every),
+                _when(r.last_crawl_at if r else None),
+                _when(r.last_success_at if r else None),
+                str(recent.get(s.name, 0)),
+                (r.last_error or "-") if r else "never crawled",
+            )
+        )
+    print(table(("source", "kind", "every", "last crawl", "last success", "new 24h", "last error"), rows))
+    return 0
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"

@@ -1,0 +1,104 @@
+"""Crawl benchmark: ``lookout crawl`` end to end against a local site of generated article pages
+(50-120 KB each) behind a news sitemap, compared with bare trafilatura in a process pool of the
+same size; then an immediate re-crawl. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/crawl.py [--pages 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _bare(args: tuple[str, str]) -> int:
+    import trafilatura
+
+    doc = trafilatura.bare_extraction(args[0], url=args[1], with_metadata=True, include_comments=False)
+    return len(doc.text) if doc is not None and doc.text else 0
+
+
+def crawl(config: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "lookout.cli", "--config", str(config), "crawl"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        print(proc.stdout, proc.stderr[-4000:], file=sys.stderr)
+        raise SystemExit("crawl failed")
+    return elapsed, proc.stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pages", type=int, default=2000)
+    args = parser.parse_args()
+    from lookout.newssite import NewsSite, generate_articles
+
+    workers = os.cpu_count() or 1
+    arts = generate_articles(args.pages)
+    tmp = Path(tempfile.mkdtemp(prefix="lookout-bench-"))
+    with NewsSite(arts) as site:
+        pages = [(urllib.request.urlopen(site.link(a.path)).read().decode(), site.link(a.path)) for a in arts]
+        sizes = sorted(len(p[0]) for p in pages)
+        print(
+            f"site: {len(pages)} pages, {sizes[0] // 1024}-{sizes[-1] // 1024} KB, "
+            f"{sum(sizes) / 2**20:.0f} MB in all; {workers} workers"
+        )
+
+        rules = ROOT / "rules" / "examples"
+        config = tmp / "lookout.yaml"
+        config.write_text(
+            f"database: sqlite:///{tmp / 'bench.db'}\nrules: [{rules}]\n"
+            "crawl:\n  max_age: null\n  autothrottle: false\n  concurrency_per_domain: 8\n"
+            f"sources:\n  - name: bench\n    sitemap: {site.link('/news-sitemap.xml')}\n    every: 10m\n",
+            encoding="utf-8",
+        )
+        site.reset_requests()
+        seconds, out = crawl(config)
+        downloads = len(site.article_requests())
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        crawl_rate = downloads / seconds
+
+        started = time.perf_counter()
+        with ProcessPoolExecutor(workers) as pool:
+            extracted = sum(1 for n in pool.map(_bare, pages, chunksize=8) if n)
+        bare_seconds = time.perf_counter() - started
+        bare_rate = len(pages) / bare_seconds
+
+        site.reset_requests()
+        re_seconds, _ = crawl(config)
+        re_downloads = len(site.article_requests())
+
+    print(out.strip().splitlines()[-1])
+    print(
+        f"lookout crawl:      {downloads} articles in {seconds:.1f} s = {crawl_rate:.1f} articles/s "
+        "(process start, fetch, extract, match, store)"
+    )
+    print(
+        f"bare trafilatura:   {extracted} pages in {bare_seconds:.1f} s = {bare_rate:.1f} articles/s "
+        f"(pool of {workers})"
+    )
+    print(f"ratio:              {crawl_rate / bare_rate:.2f} (target >= 0.8)")
+    print(f"peak RSS of crawl:  {peak_mb:.0f} MB (largest process; target < 500 MB)")
+    print(f"re-crawl:           {re_seconds:.1f} s, {re_downloads} article downloads (target 0 in < 5 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

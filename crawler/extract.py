@@ -1,0 +1,153 @@
+"""Extraction: trafilatura turns a page into body text and metadata, in a process pool sized to
+the cores, never on Scrapy's reactor thread (it is CPU work, ~10 ms a page and more)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+_LANG_ATTR = re.compile(r"<html[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.I)
+_CONTENT_LANG = re.compile(
+    r"<meta[^>]+http-equiv\s*=\s*[\"']?content-language[\"']?[^>]*content\s*=\s*[\"']?([A-Za-z]{2,3})", re.I
+)
+_OG_LOCALE = re.compile(
+    r"<meta[^>]+property\s*=\s*[\"']og:locale[\"'][^>]*content\s*=\s*[\"']([A-Za-z]{2,3})", re.I
+)
+
+# Script ranges decide non-Latin languages outright; stop words split the Latin ones.
+_SCRIPTS = (
+    ("ar", re.compile(r"[\u0600-\u06FF\u0750-\u077F\uFB50-\uFDFF\uFE70-\uFEFF]")),
+    ("ru", re.compile(r"[\u0400-\u04FF]")),
+    ("he", re.compile(r"[\u0590-\u05FF]")),
+)
+_STOPWORDS = {
+    "en": {"the", "and", "of", "to", "in", "that", "is", "was", "for", "on", "with", "said"},
+    "fr": {"le", "la", "les", "et", "des", "du", "une", "est", "dans", "pour", "que", "qui"},
+    "de": {"der", "die", "das", "und", "ist", "nicht", "mit", "den", "von", "sich", "auf", "ein"},
+    "es": {"el", "los", "las", "del", "y", "que", "en", "una", "por", "con", "para", "se"},
+    "tr": {"ve", "bir", "bu", "ile", "için", "olarak", "da", "de", "gibi", "daha", "çok", "olan"},
+}
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What trafilatura found on one page (picklable: it crosses the process boundary)."""
+
+    title: str
+    text: str
+    author: str | None
+    published: datetime | None
+    language: str | None
+    canonical: str | None
+    sitename: str | None
+    signature: bytes | None = None  # MinHash for story clustering, computed here, off the reactor
+    content_hash: str = ""
+
+
+def extract_page(html: str, url: str) -> Extracted:
+    """Body text only (comments, navigation, related links and footers left out) plus metadata."""
+    import trafilatura
+
+    doc = trafilatura.bare_extraction(
+        html,
+        url=url,
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+        favor_precision=False,
+        deduplicate=False,
+    )
+    if doc is None:
+        return Extracted("", "", None, None, declared_language(html), None, None)
+    text = (doc.text or "").strip()
+    published = _parse_date(doc.date)
+    language = declared_language(html) or detect_language(f"{doc.title or ''}\n{text}")
+    from crawler.storage import content_hash
+    from crawler.stories import signature_of
+
+    title = (doc.title or "").strip()
+    return Extracted(
+        title=title,
+        text=text,
+        author=doc.author or None,
+        published=published,
+        language=language,
+        canonical=doc.url or None,
+        sitename=doc.sitename or None,
+        signature=signature_of(text),
+        content_hash=content_hash(title, text),
+    )
+
+
+def declared_language(html: str) -> str | None:
+    head = html[:20000]
+    for pattern in (_LANG_ATTR, _CONTENT_LANG, _OG_LOCALE):
+        m = pattern.search(head)
+        if m:
+            return m.group(1).lower()[:2]
+    return None
+
+
+def detect_language(text: str) -> str | None:
+    """A small heuristic: script share for Arabic (and Cyrillic, Hebrew), stop words for Latin."""
+    sample = text[:5000]
+    letters = sum(ch.isalpha() for ch in sample)
+    if letters < 20:
+        return None
+    for lang, script in _SCRIPTS:
+        if len(script.findall(sample)) / letters > 0.3:
+            return lang
+    words = re.findall(r"[^\W\d_]+", sample.lower())
+    scores = {lang: sum(w in stop for w in words) for lang, stop in _STOPWORDS.items()}
+    best = max(scores, key=scores.__getitem__)
+    return best if scores[best] >= 3 else None
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _warm() -> bool:
+    import trafilatura  # noqa: F401 - imported once per worker, before the first page
+
+    return True
+
+
+class ExtractionPool:
+    """A process pool for ``extract_page``. Start it before the reactor runs (fork is then safe
+    and cheap); ``await pool.extract(html, url)`` from a spider callback."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or max(1, os.cpu_count() or 1)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def start(self) -> ExtractionPool:
+        if self._executor is None:
+            import trafilatura  # noqa: F401 - loaded in the parent so forked workers share it
+
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+            for f in [self._executor.submit(_warm) for _ in range(self.workers)]:
+                f.result()
+        return self
+
+    async def extract(self, html: str, url: str) -> Extracted:
+        if self._executor is None:
+            self.start()
+        assert self._executor is not None
+        return await asyncio.wrap_future(self._executor.submit(extract_page, html, url))
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None

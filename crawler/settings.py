@@ -1,0 +1,54 @@
+"""Scrapy settings for Lookout's spiders. Politeness and safety limits come from the
+``crawl:`` section of lookout.yaml through ``apply_config``; these are the fixed parts."""
+
+from __future__ import annotations
+
+BOT_NAME = "lookout"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+
+ROBOTSTXT_OBEY = True
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 4
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.5
+AUTOTHROTTLE_MAX_DELAY = 30.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+DOWNLOAD_DELAY = 0
+DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_MAXSIZE = 5 * 1024 * 1024  # also enforced after decompression by HttpCompressionMiddleware
+DOWNLOAD_WARNSIZE = 0
+REDIRECT_MAX_TIMES = 5
+RETRY_TIMES = 1
+COOKIES_ENABLED = False
+TELNETCONSOLE_ENABLED = False
+HTTPCACHE_ENABLED = False  # conditional GET is ours (http_cache table), per index URL
+LOG_LEVEL = "INFO"
+REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+
+ITEM_PIPELINES = {"crawler.pipelines.StorePipeline": 300}
+
+
+def user_agent(config) -> str:
+    from lookout import __version__
+
+    return config.crawl.user_agent or f"Lookout/{__version__} (+{config.crawl.contact_url})"
+
+
+def apply_config(settings, config, *, priority: str = "cmdline") -> None:
+    """Copy ``config.crawl`` into Scrapy settings."""
+    crawl = config.crawl
+    settings.setdict(
+        {
+            "USER_AGENT": user_agent(config),
+            "ROBOTSTXT_OBEY": crawl.obey_robots,
+            "CONCURRENT_REQUESTS_PER_DOMAIN": crawl.concurrency_per_domain,
+            "AUTOTHROTTLE_ENABLED": crawl.autothrottle,
+            "DOWNLOAD_TIMEOUT": max(1, int(crawl.download_timeout.total_seconds())),
+            "DOWNLOAD_MAXSIZE": crawl.max_body_bytes,
+            "REDIRECT_MAX_TIMES": crawl.max_redirects,
+            "LOG_LEVEL": "DEBUG" if config.log_level == "DEBUG" else "WARNING",
+        },
+        priority=priority,
+    )

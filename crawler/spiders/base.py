@@ -1,0 +1,277 @@
+"""What every Lookout spider shares: the source it crawls, conditional GET on its index pages,
+new-only discovery, article extraction in the process pool, and failure recording."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import scrapy
+from scrapy.http import Response, TextResponse
+from twisted.python.failure import Failure
+
+from crawler.canonical import canonicalize, same_site
+from crawler.items import Article
+from crawler.runtime import CrawlRuntime
+from crawler.sources import Source, select_sources, sources_from_config
+from crawler.state import SourceStats, cached_validators, record_failure, save_validators
+from crawler.storage import known_articles
+from lookout.store import utcnow
+
+log = logging.getLogger(__name__)
+HTML_TYPES = (b"text/html", b"application/xhtml+xml")
+MAX_REPLACEMENT_SHARE = 0.02  # more U+FFFD than this: the body was not in the declared encoding
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An article link found on an index page, with what the index says about it."""
+
+    url: str
+    title: str | None = None
+    published: datetime | None = None
+    marker: str | None = None  # the entry's "updated" stamp: a changed marker means re-fetch
+    outlet: str | None = None
+
+
+class LookoutSpider(scrapy.Spider):
+    kind = ""
+
+    def __init__(self, source: str | Source | None = None, runtime: CrawlRuntime | None = None, **kwargs):
+        if source is None:
+            raise ValueError(f"usage: scrapy crawl {self.kind} -a source=NAME")
+        super().__init__(name=self.name, **kwargs)
+        self._source_arg = source
+        self.runtime = runtime
+        self.source: Source | None = source if isinstance(source, Source) else None
+        self.stats_: SourceStats = SourceStats(source if isinstance(source, str) else source.name, self.kind)
+        self._validators: dict[str, tuple[str | None, str | None]] = {}
+        self.started_at = time.monotonic()
+        self._owns_runtime = False
+
+    @classmethod
+    def update_settings(cls, settings) -> None:
+        super().update_settings(settings)
+        if not settings.getbool("LOOKOUT_MANAGED"):
+            from crawler.settings import apply_config
+            from lookout.config import load_config
+
+            apply_config(settings, load_config(settings.get("LOOKOUT_CONFIG_FILE")), priority="spider")
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        if spider.runtime is None:  # plain `scrapy crawl`: build what the runner would have given
+            from lookout.config import load_config
+
+            config = load_config(crawler.settings.get("LOOKOUT_CONFIG_FILE"))
+            spider.runtime = CrawlRuntime.build(config)
+            spider._owns_runtime = True
+        if spider.source is None:
+            spider.source = select_sources(sources_from_config(spider.runtime.config), [spider._source_arg])[
+                0
+            ]
+        if spider.source.kind != cls.kind:
+            raise ValueError(f"source {spider.source.name} is a {spider.source.kind} source, not {cls.kind}")
+        return spider
+
+    # -- index pages ---------------------------------------------------------------------
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        assert self.source is not None
+        yield self.index_request(self.source.url)
+
+    def index_request(self, url: str, callback=None) -> scrapy.Request:
+        with self.runtime.store.connect() as conn:
+            etag, last_modified = cached_validators(conn, url)
+        headers = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        return scrapy.Request(
+            url,
+            callback=callback or self.parse_index,
+            errback=self.index_failed,
+            headers=headers,
+            meta={"handle_httpstatus_list": [304]},
+            dont_filter=True,
+        )
+
+    def parse_index(self, response: Response) -> Iterable[scrapy.Request]:
+        if response.status == 304:
+            self.stats_.not_modified += 1  # unchanged since last crawl: nothing to parse
+            return
+        self._remember_validators(response)
+        yield from self.follow_entries(response, self.discover(response))
+
+    def discover(self, response: Response) -> Iterable[Entry]:
+        raise NotImplementedError
+
+    def _remember_validators(self, response: Response) -> None:
+        etag = response.headers.get("ETag")
+        modified = response.headers.get("Last-Modified")
+        if etag or modified:
+            self._validators[response.request.url] = (
+                etag.decode("latin-1") if etag else None,
+                modified.decode("latin-1") if modified else None,
+            )
+
+    def follow_entries(self, response: Response, entries: Iterable[Entry]) -> Iterable[scrapy.Request]:
+        """Requests for the entries not stored yet, or whose entry marker changed."""
+        unique: dict[str, Entry] = {}
+        for e in entries:
+            url = canonicalize(e.url, base=response.url)
+            if url.startswith(("http://", "https://")) and url not in unique:
+                unique[url] = Entry(url, e.title, e.published, e.marker, e.outlet)
+        with self.runtime.store.connect() as conn:
+            known = known_articles(conn, list(unique))
+        for url, entry in unique.items():
+            if url in known and not changed_since(entry.marker, known[url]):
+                self.stats_.skipped += 1
+                continue
+            yield scrapy.Request(
+                url,
+                callback=self.parse_article,
+                errback=self.article_failed,
+                cb_kwargs={"entry": entry},
+                dont_filter=True,
+            )
+
+    # -- articles ------------------------------------------------------------------------
+    async def parse_article(self, response: Response, entry: Entry) -> AsyncIterator[Article]:
+        reason = page_problem(response)
+        if reason:
+            self.fail(
+                response.url,
+                reason,
+                f"content-type {response.headers.get('Content-Type', b'').decode('latin-1')}",
+            )
+            return
+        assert isinstance(response, TextResponse) and self.source is not None
+        self.stats_.fetched += 1
+        found = await self.runtime.extractor.extract(response.text, response.url)
+        if not found.text:
+            self.fail(response.url, "no-text", "trafilatura found no article text")
+            return
+        url = canonicalize(response.url)
+        if found.canonical and same_site(found.canonical, response.url):
+            url = canonicalize(found.canonical, base=response.url)
+        title = found.title or entry.title or ""
+        yield Article(
+            url=url,
+            source=self.source.name,
+            title=title,
+            text=found.text,
+            signature=found.signature,
+            content_hash=found.content_hash if title == found.title else "",
+            fetched_url=response.url,
+            outlet=found.sitename or entry.outlet,
+            author=found.author,
+            published=_published(found.published, entry.published),
+            language=found.language or self.source.lang,
+            fetched=utcnow(),
+            entry_marker=entry.marker,
+        )
+
+    # -- failures ------------------------------------------------------------------------
+    def index_failed(self, failure: Failure) -> None:
+        reason, detail = classify_failure(failure)
+        self.stats_.index_error = f"{reason}: {detail}"[:500]
+        self.fail(_first_url(failure.request), reason, detail)
+
+    def article_failed(self, failure: Failure) -> None:
+        reason, detail = classify_failure(failure)
+        self.fail(_first_url(failure.request), reason, detail)
+
+    def fail(self, url: str, reason: str, detail: str | None = None) -> None:
+        self.stats_.failed[reason] += 1
+        log.warning("%s: %s failed: %s (%s)", self.stats_.source, url, reason, detail)
+        record_failure(self.runtime.store, self.stats_.source, url, reason, detail)
+
+    def closed(self, reason: str) -> None:
+        self.stats_.seconds = time.monotonic() - self.started_at
+        self.stats_.finish_reason = reason
+        # Keep validators only after a clean crawl: a failed article must be retried next time,
+        # which needs its index page parsed again rather than answered 304.
+        if not self.stats_.failures and self._validators:
+            with self.runtime.store.begin() as conn:
+                for url, (etag, modified) in self._validators.items():
+                    save_validators(conn, url, etag, modified)
+        if self._owns_runtime:
+            self.runtime.close()
+
+
+def marker_of(when: datetime | None, raw: str | None = None) -> str | None:
+    """An entry's change stamp in one spelling (ISO, UTC) whichever index it came from."""
+    return when.astimezone(UTC).isoformat() if when is not None else raw
+
+
+def changed_since(entry_marker: str | None, stored_marker: str | None) -> bool:
+    """Whether the index says the article changed after we stored it (unknown: no)."""
+    if entry_marker is None or stored_marker is None:
+        return False
+    try:
+        return datetime.fromisoformat(entry_marker) > datetime.fromisoformat(stored_marker)
+    except ValueError:
+        return entry_marker != stored_marker
+
+
+def _first_url(request: scrapy.Request) -> str:
+    """The URL as discovered, before any redirect."""
+    return (request.meta.get("redirect_urls") or [request.url])[0]
+
+
+def _published(page: datetime | None, entry: datetime | None) -> datetime | None:
+    """The page's date, unless the index gives the same day with a time (trafilatura keeps
+    dates only); the index's date when the page has none."""
+    if page is None or (entry is not None and entry.date() == page.date()):
+        return entry or page
+    return page
+
+
+def page_problem(response: Response) -> str | None:
+    """Why a downloaded article page cannot be used, or None."""
+    ctype = (response.headers.get("Content-Type") or b"").split(b";")[0].strip().lower()
+    if ctype and ctype not in HTML_TYPES:
+        return "not-html"
+    head = response.body[:4096]
+    if b"\x00" in head:
+        return "binary"
+    if not isinstance(response, TextResponse):
+        return "not-html"
+    text = response.text
+    if text and text.count("\ufffd") / len(text) > MAX_REPLACEMENT_SHARE:
+        return "undecodable"
+    return None
+
+
+def classify_failure(failure: Failure) -> tuple[str, str]:
+    """A short reason (http-404, timeout, too-large, robots, redirect-loop, ...) and the detail."""
+    from scrapy.exceptions import IgnoreRequest
+    from scrapy.spidermiddlewares.httperror import HttpError
+    from twisted.internet import error as neterr
+
+    exc = failure.value
+    detail = f"{type(exc).__name__}: {exc}"[:500]
+    if isinstance(exc, HttpError):
+        return f"http-{exc.response.status}", detail
+    text = str(exc).lower()
+    name = type(exc).__name__.lower()
+    if "timeout" in name or "timedout" in name or isinstance(exc, neterr.TimeoutError):
+        return "timeout", detail
+    if "maxsize" in text or "max size" in text or "download_maxsize" in text or "larger than" in text:
+        return "too-large", detail
+    if isinstance(exc, IgnoreRequest):
+        if "robots" in text:
+            return "robots", detail
+        if "redirect" in text:
+            return "redirect-loop", detail
+        return "ignored", detail
+    if isinstance(exc, neterr.DNSLookupError | neterr.ConnectionRefusedError | neterr.ConnectError):
+        return "connection", detail
+    if "cancel" in name:
+        return "too-large", detail
+    return "error", detail

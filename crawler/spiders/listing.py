@@ -1,0 +1,25 @@
+"""Listing pages: article links picked by the source's CSS selector, same-site links only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from scrapy.http import Response
+
+from crawler.canonical import same_site
+from crawler.spiders.base import Entry, LookoutSpider
+
+
+class ListingSpider(LookoutSpider):
+    name = "listing"
+    kind = "listing"
+
+    def discover(self, response: Response) -> Iterable[Entry]:
+        assert self.source is not None and self.source.follow
+        for sel in response.css(self.source.follow):
+            href = sel.attrib.get("href") or sel.css("a::attr(href)").get()
+            if not href:
+                continue
+            url = response.urljoin(href.strip())
+            if same_site(url, response.url):
+                yield Entry(url, " ".join(sel.css("::text").getall()).strip() or None)

@@ -1,0 +1,72 @@
+"""Crawl state kept in the store: conditional-GET validators per index URL (``http_cache``),
+failures per source and URL (``crawl_failures``), and per-source stats of one crawl."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from lookout.store import Store, crawl_failures, http_cache, insert_ignore, utcnow
+
+
+@dataclass
+class SourceStats:
+    """One source's results in one crawl (what ``lookout crawl`` prints per source)."""
+
+    source: str
+    kind: str = ""
+    fetched: int = 0  # article pages downloaded
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0  # new URLs that joined a story already stored (syndicated copies)
+    skipped: int = 0  # entries already stored and unchanged: not downloaded
+    not_modified: int = 0  # index pages answered 304
+    failed: Counter[str] = field(default_factory=Counter)  # reason -> count
+    seconds: float = 0.0
+    index_error: str | None = None  # the feed/sitemap/listing itself failed
+    finish_reason: str | None = None
+
+    @property
+    def failures(self) -> int:
+        return sum(self.failed.values())
+
+    @property
+    def result(self) -> str:
+        if self.index_error:
+            return "failed"
+        if self.finish_reason not in (None, "finished"):
+            return "failed"
+        return "partial" if self.failures else "ok"
+
+    def failed_text(self) -> str:
+        return ", ".join(f"{reason} {n}" for reason, n in sorted(self.failed.items())) or "-"
+
+
+def cached_validators(conn: Connection, url: str) -> tuple[str | None, str | None]:
+    row = conn.execute(
+        select(http_cache.c.etag, http_cache.c.last_modified).where(http_cache.c.url == url)
+    ).first()
+    return (row.etag, row.last_modified) if row else (None, None)
+
+
+def save_validators(
+    conn: Connection, url: str, etag: str | None, last_modified: str | None, now: datetime | None = None
+) -> None:
+    now = now or utcnow()
+    values = {"etag": etag, "last_modified": last_modified, "checked_at": now}
+    if not insert_ignore(conn, http_cache, {"url": url, **values}):
+        conn.execute(update(http_cache).where(http_cache.c.url == url).values(**values))
+
+
+def record_failure(store: Store, source: str, url: str, reason: str, detail: str | None = None) -> None:
+    with store.begin() as conn:
+        conn.execute(
+            crawl_failures.insert().values(
+                source=source, url=url, reason=reason, detail=(detail or "")[:2000], at=utcnow()
+            )
+        )

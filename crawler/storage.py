@@ -1,0 +1,116 @@
+"""Storing one cleaned article: new, updated (same URL, changed text: keeps its story) or
+unchanged; story assignment; ``alertable`` from ``crawl.max_age``. Called inside the caller's
+transaction (``lookout.ingest`` matches and enqueues alerts in the same one)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from crawler.items import Article
+from crawler.stories import StoryClusterer, signature_of
+from lookout.store import articles, url_hash
+
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class SavedArticle:
+    article_id: int
+    story_id: str
+    status: Literal["new", "updated", "unchanged"]
+    new_story: bool  # False when it joined an existing story from another URL (syndicated copy)
+    alertable: bool
+
+
+def content_hash(title: str, text: str) -> str:
+    normalised = _SPACE.sub(" ", f"{title}\n{text}").strip().lower()
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+def is_alertable(published: datetime | None, *, max_age: timedelta | None, now: datetime) -> bool:
+    """Too old at first sight: stored, never alerted. No date: alertable (first sight is now)."""
+    return max_age is None or published is None or now - published <= max_age
+
+
+def save_article(
+    conn: Connection,
+    article: Article,
+    clusterer: StoryClusterer,
+    *,
+    max_age: timedelta | None,
+    now: datetime,
+) -> SavedArticle:
+    if not article.content_hash:
+        article.content_hash = content_hash(article.title, article.text)
+    if article.signature is None:
+        article.signature = signature_of(article.text)
+    fetched = article.fetched or now
+    row = conn.execute(
+        select(articles.c.id, articles.c.story_id, articles.c.content_hash, articles.c.alertable).where(
+            articles.c.url_hash == url_hash(article.url)
+        )
+    ).first()
+    if row is not None:
+        values = {"fetched": fetched, "entry_marker": article.entry_marker}
+        if row.content_hash == article.content_hash:
+            conn.execute(update(articles).where(articles.c.id == row.id).values(**values))
+            return SavedArticle(row.id, row.story_id, "unchanged", True, row.alertable)
+        values |= {
+            "title": article.title,
+            "text": article.text,
+            "author": article.author,
+            "published": article.published,
+            "language": article.language,
+            "outlet": article.outlet,
+            "content_hash": article.content_hash,
+            "signature": article.signature,
+        }
+        conn.execute(update(articles).where(articles.c.id == row.id).values(**values))
+        clusterer.add(article.url, row.story_id, article.signature)  # same URL keeps its story
+        return SavedArticle(row.id, row.story_id, "updated", True, row.alertable)
+
+    existing = clusterer.find(article.signature, exclude=article.url)
+    story_id = clusterer.assign(article)
+    alertable = is_alertable(article.published, max_age=max_age, now=now)
+    result = conn.execute(
+        articles.insert().values(
+            url=article.url,
+            url_hash=url_hash(article.url),
+            source=article.source,
+            outlet=article.outlet,
+            title=article.title,
+            author=article.author,
+            published=article.published,
+            fetched=fetched,
+            first_seen=now,
+            language=article.language,
+            text=article.text,
+            content_hash=article.content_hash,
+            entry_marker=article.entry_marker,
+            story_id=story_id,
+            signature=article.signature,
+            alertable=alertable,
+        )
+    )
+    return SavedArticle(int(result.inserted_primary_key[0]), story_id, "new", existing is None, alertable)
+
+
+def known_articles(conn: Connection, urls: list[str]) -> dict[str, str | None]:
+    """Stored canonical URLs among ``urls`` with their entry markers (for new-only discovery)."""
+    found: dict[str, str | None] = {}
+    by_hash = {url_hash(u): u for u in urls}
+    hashes = list(by_hash)
+    for i in range(0, len(hashes), 500):
+        stmt = select(articles.c.url_hash, articles.c.entry_marker).where(
+            articles.c.url_hash.in_(hashes[i : i + 500])
+        )
+        for h, marker in conn.execute(stmt):
+            found[by_hash[h]] = marker
+    return found

@@ -1,0 +1,276 @@
+"""End-to-end crawls of the local news site, each in a fresh process (the reactor runs once
+per process): every feed format, sitemaps, listing, syndication, updates, re-crawl, faults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+
+from crawler.testing import crawl_in_subprocess
+from lookout.newssite import (
+    COMMENT_PHRASE,
+    FAULTS,
+    FOOTER_PHRASE,
+    NAV_PHRASE,
+    RELATED_PHRASES,
+    NewsSite,
+    SiteArticle,
+    arabic_article,
+)
+from lookout.store import Store, articles, crawl_failures, crawl_runs, http_cache, sources
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SYNDICATED_FROM = "isis-advances-flashpoint-north-aleppo"
+
+
+def write_config(tmp_path: Path, sources_yaml: str, **crawl: str) -> Path:
+    crawl_lines = "".join(f"  {k}: {v}\n" for k, v in {"max_age": "3d", **crawl}.items())
+    path = tmp_path / "lookout.yaml"
+    path.write_text(
+        f"database: sqlite:///{tmp_path / 'lookout.db'}\nrules: []\ncrawl:\n{crawl_lines}"
+        f"sources:\n{sources_yaml}",
+        encoding="utf-8",
+    )
+    return path
+
+
+def source(name: str, kind: str, url: str, follow: str | None = None) -> str:
+    extra = f'    follow: "{follow}"\n' if follow else ""
+    return f"  - name: {name}\n    {kind}: {url}\n    every: 10m\n{extra}"
+
+
+def rows(tmp_path: Path, table, *where):
+    store = Store(f"sqlite:///{tmp_path / 'lookout.db'}")
+    try:
+        with store.connect() as conn:
+            return conn.execute(select(table).where(*where)).mappings().all()
+    finally:
+        store.dispose()
+
+
+def make_site() -> NewsSite:
+    site = NewsSite.from_seeds()
+    site.add(arabic_article())
+    site.syndicate(
+        SYNDICATED_FROM,
+        outlet="Levant Wire",
+        edits={"BEIRUT – ": "", "ten kilometers": "10 km", "monitoring NGO": "monitor"},
+    )
+    return site
+
+
+KINDS = {
+    "rss2": ("feed", "/feed/rss.xml", None),
+    "rss091": ("feed", "/feed/rss091.xml", None),
+    "rss1": ("feed", "/feed/rss1.rdf", None),
+    "atom": ("feed", "/feed/atom.xml", None),
+    "broken": ("feed", "/feed/broken.xml", None),
+    "news-sitemap": ("sitemap", "/news-sitemap.xml", None),
+    "sitemap-index": ("sitemap", "/sitemap-index.xml", None),
+    "listing": ("listing", "/", "h2.entry-title a"),
+}
+
+
+def test_every_source_kind_stores_clean_articles_and_clusters_syndicated_copies(tmp_path):
+    sites = {name: make_site().start() for name in KINDS}  # one site each: distinct URLs per source
+    try:
+        config = write_config(
+            tmp_path,
+            "".join(
+                source(name, kind, sites[name].link(path), follow)
+                for name, (kind, path, follow) in KINDS.items()
+            ),
+        )
+        report = crawl_in_subprocess(config)
+    finally:
+        for s in sites.values():
+            s.stop()
+
+    stored = rows(tmp_path, articles)
+    expected = {a.path: a for a in make_site().articles}
+    for name in KINDS:
+        got = report["sources"][name]
+        assert got["result"] == "ok", (name, got)
+        assert got["fetched"] == 5 and got["failed"] == {}, (name, got)
+        mine = {r["url"].split(":", 2)[2].split("/", 1)[1]: r for r in stored if r["source"] == name}
+        assert sorted("/" + p for p in mine) == sorted(expected), name
+    assert len(stored) == 5 * len(KINDS)
+
+    for r in stored:
+        for phrase in (NAV_PHRASE, *RELATED_PHRASES, COMMENT_PHRASE, FOOTER_PHRASE, "Most read", "Share on"):
+            assert phrase not in r["text"], (r["url"], phrase)
+        path = "/" + r["url"].split("/", 3)[3]
+        site_article = expected[path]
+        assert r["title"] == site_article.title
+        assert site_article.paragraphs[1][:60] in r["text"]
+        assert r["published"].date() == site_article.published.date()
+        assert r["alertable"] is False  # 2016 articles are older than max_age: 3d
+        assert "utm_" not in r["url"]
+
+    arabic = [r for r in stored if r["url"].endswith("/news/azaz-arabic.html")]
+    assert len(arabic) == len(KINDS)
+    assert all(
+        "إعزاز" in r["text"] and r["language"] == "ar" and r["title"] == "تنظيم الدولة يتقدم نحو إعزاز"
+        for r in arabic
+    )
+    assert all(r["language"] == "en" for r in stored if r not in arabic)
+    assert {r["outlet"] for r in stored if "/partner/" in r["url"]} == {"Levant Wire"}
+
+    # Syndicated copies (other furniture, small edits) share a story; distinct stories do not.
+    stories: dict[str, set[str]] = {}
+    for r in stored:
+        stories.setdefault(r["title"], set()).add(r["story_id"])
+    assert all(len(ids) == 1 for ids in stories.values()), stories
+    assert len({next(iter(ids)) for ids in stories.values()}) == 4
+    assert sum(s["duplicates"] for s in report["sources"].values()) == len(stored) - 4
+    assert sum(s["new"] for s in report["sources"].values()) == len(stored)
+
+    runs = rows(tmp_path, crawl_runs)
+    assert {r["source"]: r["result"] for r in runs} == dict.fromkeys(KINDS, "ok")
+    assert all(r["last_success_at"] is not None and r["last_error"] is None for r in rows(tmp_path, sources))
+
+
+def test_recrawl_downloads_no_article_and_picks_up_updates_and_new_articles(tmp_path):
+    site = make_site()
+    with site:
+        config = write_config(
+            tmp_path,
+            source("rss", "feed", site.link("/feed/rss.xml"))
+            + source("sitemap", "sitemap", site.link("/news-sitemap.xml")),
+        )
+        first = crawl_in_subprocess(config)
+        assert sum(s["new"] for s in first["sources"].values()) == 5
+        assert len(rows(tmp_path, http_cache)) == 2
+        before = {r["url"]: r for r in rows(tmp_path, articles)}
+
+        site.reset_requests()
+        second = crawl_in_subprocess(config)
+        assert site.article_requests() == []
+        assert {r.path: r.status for r in site.requests if r.path != "/robots.txt"} == {
+            "/feed/rss.xml": 304,
+            "/news-sitemap.xml": 304,
+        }
+        assert all(s["not_modified"] == 1 and s["fetched"] == 0 for s in second["sources"].values())
+
+        edited = site.update(
+            SYNDICATED_FROM,
+            paragraphs=[
+                *site.get(SYNDICATED_FROM).paragraphs,
+                "Update: rebels said on Thursday they had retaken Kafrah.",
+            ],
+        )
+        fresh = site.publish(
+            SiteArticle(
+                slug="marea-shelling",
+                title="Shelling hits Marea as Islamic State presses north",
+                paragraphs=[
+                    "Islamic State fighters shelled the rebel-held town of Marea on Thursday, "
+                    "residents said, as the group pressed its advance toward Azaz near the border.",
+                    "Aid workers said two clinics had closed and hundreds of families fled north "
+                    "toward the camps along the Turkish frontier, where conditions are already dire.",
+                ],
+                published=site.get(SYNDICATED_FROM).published,
+            )
+        )
+        site.reset_requests()
+        third = crawl_in_subprocess(config)
+        assert sorted(set(site.article_requests())) == sorted([edited.path, fresh.path])
+        assert sum(s["updated"] for s in third["sources"].values()) == 1
+        assert sum(s["new"] for s in third["sources"].values()) == 1
+        edited_url, fresh_url = site.link(edited.path), site.link(fresh.path)
+
+    after = {r["url"]: r for r in rows(tmp_path, articles)}
+    edited_row = after[edited_url]
+    assert "retaken Kafrah" in edited_row["text"]
+    assert edited_row["story_id"] == before[edited_url]["story_id"]  # an update keeps its story
+    assert edited_row["first_seen"] == before[edited_url]["first_seen"]
+    assert after[fresh_url]["alertable"] is True  # published now: within max_age
+
+
+def test_every_fault_is_recorded_and_the_crawl_goes_on(tmp_path):
+    site = NewsSite.from_seeds()
+    with site:
+        config = write_config(
+            tmp_path,
+            source("faults", "feed", site.link("/feed/faults.xml")),
+            download_timeout="2s",
+            max_body_bytes="1000000",
+            max_redirects="3",
+        )
+        report = crawl_in_subprocess(config)
+        good = site.articles[0]
+    got = report["sources"]["faults"]
+    assert got["new"] == 1 and got["result"] == "partial"
+    recorded = {r["url"].removeprefix(site.link("")): r["reason"] for r in rows(tmp_path, crawl_failures)}
+    assert recorded == FAULTS
+    assert [r["title"] for r in rows(tmp_path, articles)] == [good.title]
+    source_row = rows(tmp_path, sources)[0]
+    assert source_row["last_result"] == "partial" and "timeout" in source_row["last_error"]
+
+
+def test_scrapy_crawl_from_the_project_root(tmp_path):
+    site = make_site()
+    with site:
+        config = write_config(
+            tmp_path, source("atom-site", "feed", site.link("/feed/atom.xml")), max_age="null"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "scrapy", "crawl", "feed", "-a", "source=atom-site"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "LOOKOUT_CONFIG": str(config)},
+        )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stored = rows(tmp_path, articles)
+    assert len(stored) == 5 and all(r["alertable"] for r in stored)
+
+
+def test_lookout_crawl_and_sources_commands(tmp_path):
+    site = make_site()
+    with site:
+        config = write_config(
+            tmp_path,
+            source("rss", "feed", site.link("/feed/rss.xml"))
+            + source("listing", "listing", site.link("/"), "h2.entry-title a"),
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "lookout.cli", "--config", str(config), "crawl", "rss"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        paths = {r.path for r in site.requests}
+        agents = {r.user_agent for r in site.requests}
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("rss: ok - fetched 5, new 5, updated 0, duplicates 1, failed 0")
+    assert lines[1].split() == [
+        "source",
+        "result",
+        "fetched",
+        "new",
+        "updated",
+        "duplicates",
+        "failed",
+        "seconds",
+    ]
+    assert lines[3].split()[:7] == ["rss", "ok", "5", "5", "0", "1", "-"]
+    assert "/feed/rss.xml" in paths and "/" not in paths  # only the named source ran
+    assert agents == {"Lookout/0.1.0 (+https://github.com/lookout-osint/lookout)"}
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "lookout.cli", "--config", str(config), "sources", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = {line.split()[0]: line for line in listing.stdout.splitlines()[2:]}
+    assert " 5 " in out["rss"] and "UTC" in out["rss"]
+    assert out["listing"].rstrip().endswith("never crawled")
