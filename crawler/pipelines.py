@@ -1,5 +1,6 @@
 """The store pipeline: each cleaned article goes to the ingestor (store, match, enqueue alerts
-in one transaction) and the outcome is counted in the spider's per-source stats."""
+in one transaction), on the runtime's writer thread, in batches, and the outcome is counted in
+the spider's per-source stats."""
 
 from __future__ import annotations
 
@@ -11,20 +12,20 @@ log = logging.getLogger(__name__)
 
 
 class StorePipeline:
-    def __init__(self, ingestor=None):
-        self._ingestor = ingestor  # the LOOKOUT_INGESTOR setting, when given
+    def __init__(self, crawler):
+        self.crawler = crawler
 
     @classmethod
     def from_crawler(cls, crawler):
-        return cls(crawler.settings.get("LOOKOUT_INGESTOR"))
+        return cls(crawler)
 
-    def process_item(self, item: Article, spider):
-        ingestor = self._ingestor or spider.runtime.ingestor
+    async def process_item(self, item: Article) -> Article:
+        spider = self.crawler.spider
         stats = spider.stats_
         try:
-            outcome = ingestor.ingest(item)
+            outcome = await spider.runtime.ingest(item)
         except Exception as exc:  # one bad article must not stop the crawl
-            log.exception("storing %s failed", item.url)
+            log.error("storing %s failed: %s: %s", item.url, type(exc).__name__, exc)
             spider.fail(item.url, "store-error", f"{type(exc).__name__}: {exc}")
             return item
         status = getattr(outcome, "status", "new")

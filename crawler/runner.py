@@ -15,6 +15,7 @@ from scrapy.settings import Settings
 from sqlalchemy import update
 
 from crawler.extract import ExtractionPool
+from crawler.logsetup import quiet_libraries
 from crawler.runtime import CrawlRuntime, Ingestor
 from crawler.sources import Source
 from crawler.spiders import spider_for
@@ -48,6 +49,7 @@ def crawl_settings(config: Config) -> Settings:
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")
     settings.set("LOOKOUT_MANAGED", True, priority="cmdline")
+    settings.set("LOG_INSTALL_ROOT_HANDLER", False, priority="cmdline")  # lookout.logs owns the root
     apply_config(settings, config, priority="cmdline")
     return settings
 
@@ -125,7 +127,8 @@ def run_crawl(
     runtime = CrawlRuntime.build(config, store=store, ingestor=ingestor, extractor=extractor)
     recorder = _RunRecorder(runtime.store, report, progress)
     try:
-        process = CrawlerProcess(crawl_settings(config), install_root_handler=False)
+        process = CrawlerProcess(crawl_settings(config))
+        quiet_libraries()  # after CrawlerProcess: its configure_logging set scrapy to DEBUG
         for source in sources_:
             crawler = process.create_crawler(spider_for(source.kind))
             crawler.signals.connect(recorder.spider_closed, signal=signals.spider_closed)

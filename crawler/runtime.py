@@ -1,4 +1,5 @@
-"""What a crawl shares across its spiders: config, store, ingestor and the extraction pool.
+"""What a crawl shares across its spiders: config, store, ingestor, the extraction pool, the
+article URLs already claimed in this run, and the writer thread that ingests in batches.
 
 The runner builds one and hands it to each spider as a keyword argument (Scrapy deep-copies
 settings, so live objects do not travel there). Plain ``scrapy crawl`` builds its own.
@@ -6,7 +7,11 @@ settings, so live objects do not travel there). Plain ``scrapy crawl`` builds it
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import queue
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,6 +21,9 @@ from lookout.config import Config
 from lookout.store import Store
 
 log = logging.getLogger(__name__)
+
+BATCH_SIZE = 64  # articles per transaction at most
+BATCH_WAIT = 0.25  # seconds the writer waits for a batch to fill (one fsync per batch, not per article)
 
 
 class Ingestor(Protocol):
@@ -29,6 +37,8 @@ class CrawlRuntime:
     ingestor: Ingestor
     extractor: ExtractionPool
     owned: list[Any] = field(default_factory=list)  # what close() must release
+    claimed: set[str] = field(default_factory=set)  # article URLs some spider of this run fetches
+    writer: IngestWriter | None = None
 
     @classmethod
     def build(
@@ -50,13 +60,91 @@ class CrawlRuntime:
             owned.append(extractor)
         return cls(config, store, ingestor, extractor, owned)
 
+    def claim(self, url: str) -> bool:
+        """True for the first spider of this run to want ``url``: two sources on one site
+        (its feed and its sitemap, say) download each article page once. Only the reactor
+        thread calls this."""
+        if url in self.claimed:
+            return False
+        self.claimed.add(url)
+        return True
+
+    def ingest(self, article: Article) -> asyncio.Future:
+        """Hand ``article`` to the writer thread; the future gives the ingest outcome."""
+        if self.writer is None:
+            self.writer = IngestWriter(self.ingestor)
+        return asyncio.wrap_future(self.writer.submit(article))
+
     def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
         for thing in self.owned:
             if isinstance(thing, ExtractionPool):
                 thing.shutdown()
             elif isinstance(thing, Store):
                 thing.dispose()
         self.owned.clear()
+
+
+class IngestWriter:
+    """One thread that ingests articles off the reactor thread, several per transaction.
+
+    Each article's row, matches and outbox rows still commit together; a batch commits as a
+    whole. When a batch fails, its articles are retried one by one so one bad article cannot
+    take the others down with it."""
+
+    def __init__(self, ingestor: Ingestor, *, batch_size: int = BATCH_SIZE, wait: float = BATCH_WAIT):
+        self.ingestor = ingestor
+        self.batch_size = batch_size
+        self.wait = wait
+        self._queue: queue.Queue[tuple[Article, Future] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="lookout-ingest", daemon=True)
+        self._thread.start()
+
+    def submit(self, article: Article) -> Future:
+        future: Future = Future()
+        self._queue.put((article, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        closing = False
+        while not closing:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            try:
+                while len(batch) < self.batch_size:
+                    more = self._queue.get(timeout=self.wait)
+                    if more is None:
+                        closing = True
+                        break
+                    batch.append(more)
+            except queue.Empty:
+                pass
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[Article, Future]]) -> None:
+        many = getattr(self.ingestor, "ingest_many", None)
+        if many is not None and len(batch) > 1:
+            try:
+                outcomes = many([article for article, _ in batch])
+            except Exception:
+                log.warning("a batch of %d articles failed; storing them one by one", len(batch))
+            else:
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    future.set_result(outcome)
+                return
+        for article, future in batch:
+            try:
+                future.set_result(self.ingestor.ingest(article))
+            except Exception as exc:
+                future.set_exception(exc)
 
 
 def default_ingestor(config: Config, store: Store) -> Ingestor:
@@ -82,8 +170,14 @@ class StoreOnlyIngestor:
             self.clusterer = StoryClusterer.load(conn)
 
     def ingest(self, article: Article):
+        return self.ingest_many([article])[0]
+
+    def ingest_many(self, batch: list[Article]) -> list:
         from crawler.storage import save_article
         from lookout.store import utcnow
 
         with self.store.begin() as conn:
-            return save_article(conn, article, self.clusterer, max_age=self.max_age, now=utcnow())
+            return [
+                save_article(conn, article, self.clusterer, max_age=self.max_age, now=utcnow())
+                for article in batch
+            ]

@@ -23,7 +23,8 @@ RETRY_TIMES = 1
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
 HTTPCACHE_ENABLED = False  # conditional GET is ours (http_cache table), per index URL
-LOG_LEVEL = "INFO"
+LOG_LEVEL = "WARNING"
+LOG_FORMATTER = "crawler.logsetup.ItemSafeLogFormatter"  # never an article's repr in a log line
 REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 

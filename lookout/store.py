@@ -204,6 +204,10 @@ outbox = Table(
     Column("first_seen_at", UTCDateTime),  # when the crawler first saw the article (latency)
     Column("message_id", BigInteger),
     Column("also", JSON),  # other outlets that ran the same story, shown as "Also: ..."
+    Column("needs_edit", Boolean, nullable=False, default=False),  # sent, then "also" grew: edit it
+    Column("held", Boolean, nullable=False, default=False),  # waited on mute/quiet/digest: goes in a digest
+    Column("label", Text),  # place/group subscription label shown in the heading ("Azaz")
+    Column("evidence", JSON),  # rules.types.Match JSON when no matches row holds it (subscriptions)
     UniqueConstraint("chat_id", "story_id", "rule_id", name="uq_outbox_chat_story_rule"),
 )
 Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)

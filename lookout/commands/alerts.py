@@ -1,8 +1,50 @@
-"""`lookout alerts`: placeholder until the Alerts issue lands."""
+"""`lookout alerts list [--failed]` and `lookout alerts retry [ID...]`: the outbox, for operators."""
 
-from lookout.commands import not_yet
+from __future__ import annotations
+
+import argparse
 
 
 def register(sub) -> None:
-    p = sub.add_parser("alerts", help="(Alerts issue)")
-    p.set_defaults(func=not_yet("alerts", "Alerts"))
+    p = sub.add_parser("alerts", help="list queued, sent and failed alerts; retry failed ones")
+    cmds = p.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
+    ls = cmds.add_parser("list", help="the most recent alerts and their delivery state")
+    ls.add_argument("--failed", action="store_true", help="only failed and cancelled alerts")
+    ls.add_argument("--state", choices=["pending", "sending", "sent", "failed", "cancelled"],
+                    help="only alerts in this state")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.set_defaults(func=list_alerts)
+    rt = cmds.add_parser("retry", help="queue failed alerts again (all, or the given ids)")
+    rt.add_argument("ids", nargs="*", type=int, metavar="ID")
+    rt.set_defaults(func=retry_alerts)
+
+
+def list_alerts(args: argparse.Namespace, ctx) -> int:
+    from alerts import outbox as ob
+
+    states = ["failed", "cancelled"] if args.failed else ([args.state] if args.state else None)
+    with ctx.store.connect() as conn:
+        rows = ob.list_rows(conn, states=states, limit=args.limit)
+        counts = ob.counts(conn)
+    summary = ", ".join(f"{state} {n}" for state, n in sorted(counts.items())) or "empty"
+    print(f"outbox: {summary}")
+    for r in rows:
+        when = (r.sent_at or r.next_attempt_at or r.created_at)
+        stamp = when.strftime("%Y-%m-%d %H:%M") if when else "-"
+        title = " ".join((r.title or "").split())[:60]
+        print(f"{r.id:>6}  {r.state:<9} {stamp}  chat {r.chat_id:<14} {r.rule_id:<24} "
+              f"tries {r.attempts}  {title}")
+        if r.last_error and r.state != "sent":
+            print(f"        {r.last_error}")
+    return 0
+
+
+def retry_alerts(args: argparse.Namespace, ctx) -> int:
+    from alerts import outbox as ob
+    from lookout.store import utcnow
+
+    with ctx.store.begin() as conn:
+        n = ob.retry(conn, args.ids or None, utcnow())
+    what = "the given alerts" if args.ids else "failed alerts"
+    print(f"{n} alert(s) queued again ({what}); `lookout send` or the service delivers them")
+    return 0

@@ -1,8 +1,43 @@
-"""`lookout run`: placeholder until the Service issue lands."""
+"""`lookout run`: the long-running service (scheduled crawls, the bot, continuous delivery)."""
 
-from lookout.commands import not_yet
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from lookout.context import AppContext
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="(Service issue)")
-    p.set_defaults(func=not_yet("run", "Service"))
+    p = sub.add_parser(
+        "run", help="run the service: scheduled crawls, the Telegram bot and alert delivery",
+        description="Run until SIGTERM/SIGINT. One service per database (a lock refuses a second).",
+    )
+    p.add_argument("--http", metavar="HOST:PORT",
+                   help="serve /healthz and Prometheus /metrics, e.g. 127.0.0.1:9108")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, ctx: AppContext) -> int:
+    from lookout.lock import LockHeld
+    from lookout.metrics import parse_listen
+    from lookout.service import Service, ServiceOptions
+
+    options = ServiceOptions()
+    if args.http:
+        try:
+            options.http = parse_listen(args.http)
+        except ValueError as exc:
+            print(f"lookout run: {exc}", file=sys.stderr)
+            return 2
+    service = Service(ctx.config, options)
+    try:
+        service.acquire_lock()
+    except LockHeld as exc:
+        print(f"lookout run: refusing to start: {exc}", file=sys.stderr)
+        return 1
+    if ctx.config.telegram.token is None:
+        print("lookout run: Telegram delivery is DISABLED (no telegram.token / TELEGRAM_BOT_TOKEN): "
+              "crawling and matching run, alerts wait in the outbox", file=sys.stderr)
+    return asyncio.run(service.run())

@@ -1,8 +1,21 @@
-"""`lookout status`: placeholder until the Service issue lands."""
+"""`lookout status [--json]`: sources, outbox, subscribers, rules and latency at a glance."""
 
-from lookout.commands import not_yet
+from __future__ import annotations
+
+import argparse
+
+from lookout.context import AppContext
 
 
 def register(sub) -> None:
-    p = sub.add_parser("status", help="(Service issue)")
-    p.set_defaults(func=not_yet("status", "Service"))
+    p = sub.add_parser("status", help="sources, outbox, subscribers, rules and alert latency")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=status)
+
+
+def status(args: argparse.Namespace, ctx: AppContext) -> int:
+    from lookout.status import gather_status, render_text
+
+    report = gather_status(ctx.config, ctx.store)
+    print(report.to_json() if args.json else render_text(report))
+    return 0

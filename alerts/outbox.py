@@ -1,0 +1,268 @@
+"""The outbox: alerts waiting for delivery, one row per chat × story × rule, and every query the
+dispatcher and the CLI run on it.
+
+``enqueue`` runs inside the caller's transaction (the one that stores the article and its
+matches), so a match never exists without its alert rows. A chat gets one alert per story: a
+syndicated copy (same story, another outlet) adds "Also: <outlet>" to the chat's first alert
+(edited in place when it was already sent) instead of a new message.
+
+States: pending → sending → sent, or back to pending (retry), failed (gave up), cancelled (the
+chat blocked us or is gone). The row in "sending" is committed before the Bot API call: it is the
+delivery ledger that a restart retries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.engine import Connection
+
+from lookout.store import articles, chats, insert_ignore, outbox
+from rules.types import Match
+
+SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1}
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One chat that should hear about an article, and why."""
+
+    chat_id: str
+    rule_key: str  # a rule id, or "place:<id>" / "group:<id>" / "near:<id>"
+    match: Match | None = None
+    label: str | None = None  # what a subscription heading shows ("Azaz")
+
+
+@dataclass
+class EnqueueResult:
+    new_rows: int = 0
+    also_updates: int = 0  # existing alerts that gained an "Also: <outlet>"
+    row_ids: list[int] = field(default_factory=list)
+
+
+def _rank(r: Recipient) -> tuple[int, int]:
+    # A rule match beats a plain mention; a higher severity beats a lower one.
+    if r.match is not None and ":" not in r.rule_key:
+        return (1, SEVERITY_RANK.get(r.match.severity.lower(), 0))
+    return (0, 0)
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    article_id: int,
+    story_id: str,
+    outlet: str | None,
+    recipients: Sequence[Recipient],
+    match_ids: dict[str, int],
+    first_seen: datetime,
+    now: datetime,
+) -> EnqueueResult:
+    result = EnqueueResult()
+    # One alert per story per chat: keep the most telling reason for each chat.
+    best: dict[str, Recipient] = {}
+    for r in recipients:
+        chat = str(r.chat_id)
+        if chat not in best or _rank(r) > _rank(best[chat]):
+            best[chat] = r
+    if not best:
+        return result
+    paused = set(conn.execute(
+        select(chats.c.chat_id).where(chats.c.chat_id.in_(list(best)), chats.c.paused.is_(True))
+    ).scalars())
+    for chat, r in best.items():
+        if chat in paused:
+            continue
+        existing = conn.execute(
+            select(outbox.c.id, outbox.c.article_id, outbox.c.state, outbox.c.also)
+            .where(outbox.c.chat_id == chat, outbox.c.story_id == story_id)
+            .order_by(outbox.c.id)
+            .limit(1)
+        ).first()
+        if existing is not None:
+            if existing.article_id != article_id and _add_also(conn, existing, article_id, outlet, now):
+                result.also_updates += 1
+            continue
+        match_id = match_ids.get(r.match.rule_id if r.match else r.rule_key)
+        evidence = None
+        if r.match is not None and match_id is None:
+            evidence = json.loads(r.match.to_json())
+        inserted = insert_ignore(conn, outbox, {
+            "chat_id": chat, "story_id": story_id, "rule_id": r.rule_key, "article_id": article_id,
+            "match_id": match_id, "state": "pending", "attempts": 0, "created_at": now,
+            "updated_at": now, "next_attempt_at": now, "first_seen_at": first_seen, "also": [],
+            "needs_edit": False, "held": False, "label": r.label, "evidence": evidence,
+        })
+        if inserted:
+            result.new_rows += 1
+            result.row_ids.append(conn.execute(
+                select(outbox.c.id).where(outbox.c.chat_id == chat, outbox.c.story_id == story_id,
+                                          outbox.c.rule_id == r.rule_key)
+            ).scalar_one())
+    return result
+
+
+def _add_also(conn: Connection, row: Any, article_id: int, outlet: str | None, now: datetime) -> bool:
+    if not outlet:
+        return False
+    first_outlet = conn.execute(
+        select(articles.c.outlet, articles.c.source).where(articles.c.id == row.article_id)
+    ).first()
+    if first_outlet is not None and outlet in (first_outlet.outlet, first_outlet.source):
+        return False
+    also = list(row.also or [])
+    if outlet in also:
+        return False
+    also.append(outlet)
+    values: dict[str, Any] = {"also": also, "updated_at": now}
+    # Sent (or in flight): the message on screen lacks it, so edit. Pending: the first send shows it.
+    if row.state in ("sent", "sending"):
+        values["needs_edit"] = True
+    conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
+    return True
+
+
+# -- dispatcher queries ---------------------------------------------------------------------------
+
+def recover_in_flight(conn: Connection, now: datetime) -> int:
+    """Rows left in "sending" by a crash: Telegram may or may not have them; send again."""
+    result = conn.execute(
+        update(outbox).where(outbox.c.state == "sending")
+        .values(state="pending", next_attempt_at=now, updated_at=now,
+                last_error="retried after an interrupted send (may duplicate once)")
+    )
+    return result.rowcount or 0
+
+
+def due_rows(conn: Connection, now: datetime, limit: int = 5000) -> list[Any]:
+    """Pending rows whose time has come, oldest first, with their chat's settings."""
+    stmt = (
+        select(outbox, chats.c.kind.label("chat_kind"), chats.c.paused.label("chat_paused"),
+               chats.c.pins.label("chat_pins"))
+        .select_from(outbox.outerjoin(chats, chats.c.chat_id == outbox.c.chat_id))
+        .where(outbox.c.state == "pending",
+               or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    return list(conn.execute(stmt))
+
+
+def next_due(conn: Connection) -> datetime | None:
+    return conn.execute(
+        select(func.min(outbox.c.next_attempt_at)).where(outbox.c.state == "pending")
+    ).scalar()
+
+
+def chat_row(conn: Connection, chat_id: str) -> Any:
+    return conn.execute(select(chats).where(chats.c.chat_id == chat_id)).first()
+
+
+def mark_sending(conn: Connection, ids: Sequence[int], now: datetime) -> int:
+    """Claim pending rows for a send; returns how many were still pending (claimed)."""
+    result = conn.execute(
+        update(outbox).where(outbox.c.id.in_(list(ids)), outbox.c.state == "pending")
+        .values(state="sending", attempts=outbox.c.attempts + 1, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
+def mark_sent(conn: Connection, ids: Sequence[int], message_id: int | None, now: datetime,
+              note: str | None = None) -> None:
+    conn.execute(
+        update(outbox).where(outbox.c.id.in_(list(ids)))
+        .values(state="sent", message_id=message_id, sent_at=now, updated_at=now, last_error=note,
+                next_attempt_at=None, held=False)
+    )
+
+
+def mark_retry(conn: Connection, ids: Sequence[int], next_at: datetime, error: str, now: datetime,
+               *, count_attempt: bool = True) -> None:
+    values: dict[str, Any] = {"state": "pending", "next_attempt_at": next_at, "last_error": error,
+                              "updated_at": now}
+    if not count_attempt:  # a flood wait is not the message's fault
+        values["attempts"] = case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0)
+    conn.execute(update(outbox).where(outbox.c.id.in_(list(ids))).values(**values))
+
+
+def mark_failed(conn: Connection, ids: Sequence[int], error: str, now: datetime) -> None:
+    conn.execute(
+        update(outbox).where(outbox.c.id.in_(list(ids)))
+        .values(state="failed", last_error=error, updated_at=now, next_attempt_at=None)
+    )
+
+
+def mark_held(conn: Connection, ids: Sequence[int], until: datetime, now: datetime) -> None:
+    conn.execute(
+        update(outbox).where(outbox.c.id.in_(list(ids)), outbox.c.state == "pending")
+        .values(held=True, next_attempt_at=until, updated_at=now)
+    )
+
+
+def cancel_chat(conn: Connection, chat_id: str, reason: str, now: datetime) -> int:
+    """The chat blocked the bot or is gone: pause it and cancel everything it still had coming."""
+    result = conn.execute(
+        update(outbox).where(outbox.c.chat_id == chat_id, outbox.c.state.in_(("pending", "sending")))
+        .values(state="cancelled", last_error=reason, updated_at=now, next_attempt_at=None)
+    )
+    if chat_row(conn, chat_id) is None:
+        kind = "channel" if chat_id.startswith("@") else ("group" if chat_id.startswith("-") else "private")
+        insert_ignore(conn, chats, {"chat_id": chat_id, "kind": kind, "created_at": now})
+    conn.execute(update(chats).where(chats.c.chat_id == chat_id).values(paused=True, paused_reason=reason))
+    return result.rowcount or 0
+
+
+def edits_due(conn: Connection, limit: int = 500) -> list[Any]:
+    return list(conn.execute(
+        select(outbox).where(outbox.c.state == "sent", outbox.c.needs_edit.is_(True),
+                             outbox.c.message_id.is_not(None))
+        .order_by(outbox.c.id).limit(limit)
+    ))
+
+
+def clear_edit(conn: Connection, row_id: int, now: datetime, note: str | None = None) -> None:
+    values: dict[str, Any] = {"needs_edit": False, "updated_at": now}
+    if note is not None:
+        values["last_error"] = note
+    conn.execute(update(outbox).where(outbox.c.id == row_id).values(**values))
+
+
+# -- operator queries -----------------------------------------------------------------------------
+
+def counts(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state))
+    return {state: n for state, n in rows}
+
+
+def list_rows(conn: Connection, *, states: Iterable[str] | None = None, limit: int = 50) -> list[Any]:
+    stmt = (
+        select(outbox.c.id, outbox.c.chat_id, outbox.c.rule_id, outbox.c.story_id, outbox.c.state,
+               outbox.c.attempts, outbox.c.last_error, outbox.c.created_at, outbox.c.sent_at,
+               outbox.c.next_attempt_at, articles.c.title)
+        .select_from(outbox.join(articles, articles.c.id == outbox.c.article_id))
+        .order_by(outbox.c.id.desc()).limit(limit)
+    )
+    if states:
+        stmt = stmt.where(outbox.c.state.in_(list(states)))
+    return list(conn.execute(stmt))
+
+
+def retry(conn: Connection, ids: Sequence[int] | None, now: datetime) -> int:
+    """Failed rows (all, or the given ids, also cancelled ones) go back to pending, attempts reset."""
+    cond = outbox.c.state == "failed"
+    if ids:
+        cond = and_(outbox.c.id.in_(list(ids)), outbox.c.state.in_(("failed", "cancelled")))
+    result = conn.execute(
+        update(outbox).where(cond)
+        .values(state="pending", attempts=0, next_attempt_at=now, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
+def load_rows(conn: Connection, ids: Sequence[int]) -> list[Any]:
+    return list(conn.execute(select(outbox).where(outbox.c.id.in_(list(ids))).order_by(outbox.c.id)))

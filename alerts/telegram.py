@@ -1,0 +1,304 @@
+"""Senders: the one seam between the dispatcher and Telegram.
+
+``Sender`` is what the dispatcher calls; ``PTBSender`` implements it with python-telegram-bot
+(HTML parse mode, link previews off, the alert's inline buttons) and turns every Bot API error into
+one of a few ``DeliveryError`` outcomes the dispatcher acts on. ``ConsoleSender`` prints what a
+Telegram user would see (the demo and dry runs).
+
+The bot token never leaves this module in clear: error texts are redacted before they are raised
+(PTB puts the token in ``InvalidToken``'s message, httpx errors may carry the request URL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol, TextIO
+
+from alerts.format import to_terminal
+
+_BOT_URL_TOKEN = re.compile(r"bot\d+:[A-Za-z0-9_-]+")
+_TOKEN_SHAPE = re.compile(r"\b\d{3,}:[A-Za-z0-9_-]{20,}\b")
+CALLBACK_LIMIT = 64  # bytes Telegram allows in callback_data
+
+
+@dataclass(frozen=True)
+class Button:
+    text: str
+    data: str  # callback_data, ≤ 64 bytes
+
+
+# -- outcomes -------------------------------------------------------------------------------------
+
+class DeliveryError(Exception):
+    """A send did not go through; the subclass says what to do about it."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryLater(DeliveryError):
+    """429: this chat must wait ``retry_after`` seconds; retry this message only."""
+
+    def __init__(self, reason: str, retry_after: float):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class ChatGone(DeliveryError):
+    """403 blocked/kicked, 400 chat not found: pause the chat, cancel its pending alerts."""
+
+
+class BadMarkup(DeliveryError):
+    """400 can't parse entities: resend as plain text."""
+
+
+class Transient(DeliveryError):
+    """5xx, timeouts, network errors: back off and retry up to max_attempts."""
+
+
+class Permanent(DeliveryError):
+    """Any other refusal: retrying the same request will not help."""
+
+
+class Fatal(DeliveryError):
+    """The token is rejected: stop sending altogether, leave the queue as it is."""
+
+
+class NotModified(DeliveryError):
+    """An edit that changes nothing: already done."""
+
+
+class Sender(Protocol):
+    async def send_message(self, chat_id: str, html: str, buttons: Sequence[Button] = ()) -> int: ...
+
+    async def edit_message(self, chat_id: str, message_id: int, html: str,
+                           buttons: Sequence[Button] = ()) -> None: ...
+
+    async def send_location(self, chat_id: str, lat: float, lon: float) -> int: ...
+
+    async def send_plain(self, chat_id: str, text: str, buttons: Sequence[Button] = ()) -> int: ...
+
+
+# -- buttons --------------------------------------------------------------------------------------
+
+def callback_data(action: str, rule_key: str) -> str:
+    """``mute:<rule_key>`` / ``unwatch:<rule_key>``; keys too long for Telegram's 64 bytes become
+    ``<action>:#<sha1 prefix>`` (``callback_key`` recomputes it to resolve the key)."""
+    data = f"{action}:{rule_key}"
+    if len(data.encode("utf-8")) <= CALLBACK_LIMIT:
+        return data
+    return f"{action}:#{callback_key(rule_key)}"
+
+
+def callback_key(rule_key: str) -> str:
+    return hashlib.sha1(rule_key.encode("utf-8")).hexdigest()[:20]
+
+
+def alert_buttons(rule_key: str) -> tuple[Button, ...]:
+    return (
+        Button("🔕 Mute this rule 24 h", callback_data("mute", rule_key)),
+        Button("Unwatch", callback_data("unwatch", rule_key)),
+    )
+
+
+# -- redaction ------------------------------------------------------------------------------------
+
+def redact(text: str, token: str | None = None) -> str:
+    if token:
+        text = text.replace(token, "[REDACTED]")
+    text = _BOT_URL_TOKEN.sub("bot[REDACTED]", text)
+    return _TOKEN_SHAPE.sub("[REDACTED]", text)
+
+
+def _error_text(exc: BaseException, token: str | None) -> str:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return redact(f"{type(exc).__name__}: {message}", token)
+
+
+def classify(exc: BaseException, token: str | None = None) -> DeliveryError:
+    """A python-telegram-bot exception as a delivery outcome (texts matched case-insensitively:
+    PTB rewrites Telegram's descriptions, and BadRequest is a subclass of NetworkError)."""
+    from telegram import error as tg
+
+    reason = _error_text(exc, token)
+    text = reason.lower()
+    if isinstance(exc, tg.RetryAfter):
+        with warnings.catch_warnings():  # PTB 22 warns that int will become timedelta: both handled
+            warnings.simplefilter("ignore")
+            retry_after = exc.retry_after
+        return RetryLater(reason, _seconds(retry_after))
+    if isinstance(exc, tg.InvalidToken):
+        return Fatal(reason)
+    if isinstance(exc, tg.Forbidden):
+        return ChatGone(reason)
+    if isinstance(exc, tg.ChatMigrated):
+        return ChatGone(reason + f" (group moved to {exc.new_chat_id})")
+    if isinstance(exc, tg.BadRequest):
+        if "not modified" in text:
+            return NotModified(reason)
+        if "can't parse entities" in text or "can not parse entities" in text or "unsupported start tag" in text:
+            return BadMarkup(reason)
+        if any(s in text for s in ("chat not found", "user not found", "bot was kicked", "chat_write_forbidden",
+                                   "not enough rights", "have no rights", "user is deactivated",
+                                   "peer_id_invalid", "bot is not a member")):
+            return ChatGone(reason)
+        return Permanent(reason)
+    if isinstance(exc, tg.TimedOut | tg.NetworkError):
+        return Transient(reason)  # includes 5xx answers (NetworkError "... (502)")
+    if isinstance(exc, tg.TelegramError):
+        return Permanent(reason)
+    return Transient(reason)
+
+
+def _seconds(value: int | float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+# -- python-telegram-bot -------------------------------------------------------------------------
+
+class PTBSender:
+    """Sends through ``telegram.Bot`` at ``api_url`` (the real Bot API, or the fake in tests)."""
+
+    def __init__(self, token: str, api_url: str = "https://api.telegram.org", *, pool_size: int = 64,
+                 read_timeout: float = 15.0):
+        from telegram import Bot
+        from telegram.request import HTTPXRequest
+
+        self._token = token
+        _guard_logs(token)
+        self.api_url = api_url.rstrip("/")
+        request = HTTPXRequest(connection_pool_size=pool_size, read_timeout=read_timeout,
+                               write_timeout=read_timeout, connect_timeout=10.0, pool_timeout=60.0)
+        self._bot = Bot(token, base_url=f"{self.api_url}/bot", request=request)
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"PTBSender(api_url={self.api_url!r})"
+
+    async def start(self) -> None:
+        """Check the token (getMe) and open the connection pool."""
+        if not self._started:
+            try:
+                await self._bot.initialize()
+            except Exception as exc:
+                raise classify(exc, self._token) from None
+            self._started = True
+
+    async def close(self) -> None:
+        if self._started:
+            await self._bot.shutdown()
+            self._started = False
+
+    async def __aenter__(self) -> PTBSender:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _markup(self, buttons: Sequence[Button]):
+        if not buttons:
+            return None
+        from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+        return InlineKeyboardMarkup([[InlineKeyboardButton(b.text, callback_data=b.data) for b in buttons]])
+
+    async def send_message(self, chat_id: str, html: str, buttons: Sequence[Button] = ()) -> int:
+        from telegram import LinkPreviewOptions
+
+        try:
+            message = await self._bot.send_message(
+                chat_id=chat_id, text=html, parse_mode="HTML",
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+                reply_markup=self._markup(buttons),
+            )
+        except Exception as exc:
+            raise classify(exc, self._token) from None
+        return message.message_id
+
+    async def send_plain(self, chat_id: str, text: str, buttons: Sequence[Button] = ()) -> int:
+        from telegram import LinkPreviewOptions
+
+        try:
+            message = await self._bot.send_message(
+                chat_id=chat_id, text=text, link_preview_options=LinkPreviewOptions(is_disabled=True),
+                reply_markup=self._markup(buttons),
+            )
+        except Exception as exc:
+            raise classify(exc, self._token) from None
+        return message.message_id
+
+    async def edit_message(self, chat_id: str, message_id: int, html: str, buttons: Sequence[Button] = ()) -> None:
+        from telegram import LinkPreviewOptions
+
+        try:
+            await self._bot.edit_message_text(
+                text=html, chat_id=chat_id, message_id=message_id, parse_mode="HTML",
+                link_preview_options=LinkPreviewOptions(is_disabled=True), reply_markup=self._markup(buttons),
+            )
+        except Exception as exc:
+            raise classify(exc, self._token) from None
+
+    async def send_location(self, chat_id: str, lat: float, lon: float) -> int:
+        try:
+            message = await self._bot.send_location(chat_id=chat_id, latitude=lat, longitude=lon)
+        except Exception as exc:
+            raise classify(exc, self._token) from None
+        return message.message_id
+
+
+def _guard_logs(token: str) -> None:
+    """httpx logs each request URL, token included: redact on its logger whatever the handlers."""
+    from lookout.logs import RedactingFilter
+
+    for name in ("httpx", "httpcore", "telegram.Bot", "telegram.ext.Updater", "telegram.ext.Application"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) and token in f.secrets for f in logger.filters):
+            logger.addFilter(RedactingFilter([token]))
+
+
+class ConsoleSender:
+    """Prints each alert as a Telegram user would read it."""
+
+    def __init__(self, stream: TextIO | None = None, *, ansi: bool | None = None):
+        self.stream = stream or sys.stdout
+        self.ansi = self.stream.isatty() if ansi is None else ansi
+        self._ids = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return "ConsoleSender()"
+
+    async def send_message(self, chat_id: str, html: str, buttons: Sequence[Button] = ()) -> int:
+        message_id = next(self._ids)
+        keys = "   ".join(f"[{b.text}]" for b in buttons)
+        self._print(f"── to {chat_id} · message {message_id} ──", to_terminal(html, ansi=self.ansi), keys)
+        return message_id
+
+    async def send_plain(self, chat_id: str, text: str, buttons: Sequence[Button] = ()) -> int:
+        message_id = next(self._ids)
+        self._print(f"── to {chat_id} · message {message_id} (plain) ──", text, "")
+        return message_id
+
+    async def edit_message(self, chat_id: str, message_id: int, html: str, buttons: Sequence[Button] = ()) -> None:
+        self._print(f"── to {chat_id} · message {message_id} (edited) ──", to_terminal(html, ansi=self.ansi), "")
+
+    async def send_location(self, chat_id: str, lat: float, lon: float) -> int:
+        message_id = next(self._ids)
+        self._print(f"── to {chat_id} · message {message_id} ──", f"📍 map pin {lat:.4f}, {lon:.4f}", "")
+        return message_id
+
+    def _print(self, header: str, body: str, keys: str) -> None:
+        print(header, file=self.stream)
+        print(body, file=self.stream)
+        if keys:
+            print(keys, file=self.stream)
+        print(file=self.stream)

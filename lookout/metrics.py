@@ -1,0 +1,188 @@
+"""Prometheus metrics and the ``--http`` endpoint (``/healthz``, ``/metrics``).
+
+The metrics live in the service's own ``CollectorRegistry`` (never the global default, so tests
+and embedded uses do not collide). Crawl results are counted as the service sees each crawl
+finish; articles, matches and alerts are written by crawl subprocesses and the dispatcher, so they
+are counted from the store: each refresh counts the rows past the last watermark, which keeps
+the counters monotonic and exact across crawls in other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy import func, select
+
+from lookout.store import Store, articles, crawl_runs, matches, outbox, utcnow
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (1, 2, 5, 10, 15, 20, 25, 30, 45, 60, 90, 120, 300, 600, 1800, 3600)
+
+
+@dataclass
+class _Watermarks:
+    article_id: int = 0
+    match_id: int = 0
+    sent_at: datetime | None = None
+    failed_at: datetime | None = None
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.crawls = Counter("lookout_crawls", "Crawls finished, by result", ["result"], registry=r)
+        self.articles = Counter("lookout_articles", "New articles stored", registry=r)
+        self.matches = Counter("lookout_matches", "Rule matches stored", registry=r)
+        self.alerts_sent = Counter("lookout_alerts_sent", "Alerts delivered to Telegram", registry=r)
+        self.alerts_failed = Counter("lookout_alerts_failed", "Alerts given up on (failed)", registry=r)
+        self.queue_depth = Gauge("lookout_outbox_queue_depth", "Alerts pending or in flight", registry=r)
+        self.staleness = Gauge("lookout_source_staleness_seconds",
+                               "Seconds since the source's last successful crawl", ["source"], registry=r)
+        self.latency = Histogram("lookout_alert_latency_seconds",
+                                 "Article first seen by the crawler to its Telegram message",
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.rule_reload_errors = Counter("lookout_rule_reloads_refused", "Rule edits refused", registry=r)
+        for result in ("ok", "failed", "timeout", "stopped"):
+            self.crawls.labels(result)  # present at 0 from the start
+        self._marks: _Watermarks | None = None
+
+    def count_crawl(self, result: str) -> None:
+        self.crawls.labels(result).inc()
+
+    def refresh(self, store: Store, source_names: Sequence[str], now: datetime | None = None) -> None:
+        """Bring the store-derived metrics up to date (cheap: indexed max/count queries)."""
+        now = now or utcnow()
+        with store.connect() as conn:
+            if self._marks is None:
+                # Counters count from this process's start, as Prometheus expects.
+                self._marks = _Watermarks(
+                    article_id=conn.execute(select(func.coalesce(func.max(articles.c.id), 0))).scalar_one(),
+                    match_id=conn.execute(select(func.coalesce(func.max(matches.c.id), 0))).scalar_one(),
+                    sent_at=conn.execute(select(func.max(outbox.c.sent_at))).scalar() or now,
+                    failed_at=now,
+                )
+            m = self._marks
+            new_article = conn.execute(
+                select(func.count(), func.max(articles.c.id)).where(articles.c.id > m.article_id)).one()
+            if new_article[0]:
+                self.articles.inc(new_article[0])
+                m.article_id = new_article[1]
+            new_match = conn.execute(
+                select(func.count(), func.max(matches.c.id)).where(matches.c.id > m.match_id)).one()
+            if new_match[0]:
+                self.matches.inc(new_match[0])
+                m.match_id = new_match[1]
+            sent = conn.execute(
+                select(outbox.c.sent_at, outbox.c.first_seen_at)
+                .where(outbox.c.state == "sent", outbox.c.sent_at > m.sent_at)
+            ).all()
+            for sent_at, first_seen in sent:
+                self.alerts_sent.inc()
+                if first_seen is not None:
+                    self.latency.observe(max(0.0, (sent_at - first_seen).total_seconds()))
+                m.sent_at = max(m.sent_at, sent_at)
+            failed = conn.execute(
+                select(func.count(), func.max(outbox.c.updated_at))
+                .where(outbox.c.state == "failed", outbox.c.updated_at > m.failed_at)).one()
+            if failed[0]:
+                self.alerts_failed.inc(failed[0])
+                m.failed_at = failed[1]
+            depth = conn.execute(
+                select(func.count()).where(outbox.c.state.in_(("pending", "sending")))).scalar_one()
+            self.queue_depth.set(depth)
+            last_ok = dict(conn.execute(
+                select(crawl_runs.c.source, func.max(crawl_runs.c.finished_at))
+                .where(crawl_runs.c.result.in_(("ok", "partial"))).group_by(crawl_runs.c.source)).all())
+        for name in source_names:
+            at = last_ok.get(name)
+            if at is not None:
+                if at.tzinfo is None:
+                    from datetime import UTC
+
+                    at = at.replace(tzinfo=UTC)
+                self.staleness.labels(name).set(max(0.0, (now - at).total_seconds()))
+            else:
+                self.staleness.labels(name).set(float("nan"))
+
+    def drop_source(self, name: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.staleness.remove(name)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HttpEndpoint:
+    """A tiny HTTP/1.1 server on the service's loop: no thread, no framework."""
+
+    def __init__(self, metrics: Metrics, health: Callable[[], tuple[bool, dict[str, Any]]],
+                 host: str, port: int):
+        self.metrics = metrics
+        self.health = health
+        self.host = host
+        self.port = port
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        log.info("http endpoint listening on http://%s:%d (/healthz, /metrics)", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), timeout=10)
+            while (await asyncio.wait_for(reader.readline(), timeout=10)).strip():
+                pass  # headers: nothing we need
+            parts = request.decode("latin-1").split()
+            method, path = (parts[0], parts[1].split("?")[0]) if len(parts) >= 2 else ("", "")
+            if method not in ("GET", "HEAD"):
+                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
+            elif path == "/metrics":
+                body = await asyncio.to_thread(self.metrics.exposition)
+                status, ctype = "200 OK", CONTENT_TYPE_LATEST
+            elif path == "/healthz":
+                ok, details = self.health()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                ctype, body = "application/json", (json.dumps(details) + "\n").encode()
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", b"try /healthz or /metrics\n"
+            head = (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                    "Connection: close\r\n\r\n").encode()
+            writer.write(head + (b"" if method == "HEAD" else body))
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        except Exception:
+            log.exception("http endpoint request failed")
+        finally:
+            writer.close()
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``127.0.0.1:9108`` or ``:9108`` (loopback) into host and port."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--http expects HOST:PORT, e.g. 127.0.0.1:9108 (got {text!r})")
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -1,0 +1,392 @@
+"""Delivery: outbox → dispatcher → python-telegram-bot → the fake Bot API (tests/fakebotapi.py).
+
+Each test asserts what Telegram (the fake) received and what the outbox records, on SQLite and
+PostgreSQL (the ``store`` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fakebotapi import DEFAULT_TOKEN, FakeBotAPI
+from sqlalchemy import select, update
+
+import alerts.dispatcher as dispatcher_module
+from alerts import outbox as ob
+from alerts.dispatcher import Dispatcher
+from alerts.outbox import Recipient, enqueue
+from alerts.telegram import Fatal, PTBSender
+from lookout.config import TelegramConfig
+from lookout.store import articles, chats, insert_ignore, matches, outbox, url_hash, utcnow
+from rules.types import Match, PlaceRef
+
+
+@pytest.fixture
+def fake():
+    with FakeBotAPI() as server:
+        yield server
+
+
+def config(**kw) -> TelegramConfig:
+    return TelegramConfig(token=DEFAULT_TOKEN, **kw)
+
+
+def make_match(rule_id="is-near-azaz", snippet="ISIS stormed Kafrah near Aazaz.", places=()) -> Match:
+    marks = tuple((snippet.find(w), snippet.find(w) + len(w)) for w in ("ISIS", "Kafrah") if w in snippet)
+    return Match(rule_id=rule_id, title="Islamic State near the Azaz corridor", severity="high", hits=(),
+                 places=places, snippet=snippet, marks=marks)
+
+
+_counter = iter(range(1, 10**6))
+
+
+def add_article(conn, *, title="ISIS advances in north Aleppo", story="s1", outlet="NOW Lebanon",
+                url=None, text="ISIS stormed Kafrah.") -> int:
+    url = url or f"https://news.example/{next(_counter)}"
+    now = utcnow()
+    conn.execute(articles.insert().values(
+        url=url, url_hash=url_hash(url), source="test", outlet=outlet, title=title, fetched=now,
+        first_seen=now, published=datetime(2016, 6, 1, tzinfo=UTC), text=text, content_hash="h",
+        story_id=story,
+    ))
+    return conn.execute(select(articles.c.id).where(articles.c.url == url)).scalar_one()
+
+
+def alert(store, chat_ids, *, story=None, match=None, outlet="NOW Lebanon", title="ISIS advances", **kw):
+    """Store an article + match and enqueue it for ``chat_ids``; returns the EnqueueResult."""
+    match = match or make_match()
+    story = story or f"story-{next(_counter)}"
+    now = utcnow()
+    with store.begin() as conn:
+        article_id = add_article(conn, story=story, outlet=outlet, title=title, **kw)
+        insert_ignore(conn, matches, {"article_id": article_id, "rule_id": match.rule_id,
+                                      "evidence": _json(match), "created_at": now})
+        match_id = conn.execute(select(matches.c.id).where(matches.c.article_id == article_id)).scalar_one()
+        return enqueue(conn, article_id=article_id, story_id=story, outlet=outlet,
+                       recipients=[Recipient(str(c), match.rule_id, match) for c in chat_ids],
+                       match_ids={match.rule_id: match_id}, first_seen=now, now=now)
+
+
+def _json(m: Match):
+    import json
+
+    return json.loads(m.to_json())
+
+
+def states(store) -> dict[str, list]:
+    with store.connect() as conn:
+        rows = list(conn.execute(select(outbox.c.chat_id, outbox.c.state, outbox.c.last_error)
+                                 .order_by(outbox.c.id)))
+    out: dict[str, list] = {}
+    for r in rows:
+        out.setdefault(r.state, []).append(r)
+    return out
+
+
+def conforms(times: list[float], *, rate: float, burst: int, tolerance: float = 0.02) -> bool:
+    """The send times fit a token bucket of ``burst`` refilled at ``rate`` per second."""
+    tokens, last = float(burst), times[0]
+    for t in times:
+        tokens = min(float(burst), tokens + (t - last) * rate)
+        last = t
+        if tokens < 1.0 - tolerance * rate:
+            return False
+        tokens -= 1.0
+    return True
+
+
+async def drain(store, fake, cfg=None, **kw):
+    async with PTBSender(DEFAULT_TOKEN, fake.url) as sender:
+        return await Dispatcher(store, sender, cfg or config(), **kw).drain()
+
+
+def test_limits_kept_without_429(store):
+    # Scaled-down limits (same shape as Telegram's) so the pacing shows in a couple of seconds.
+    with FakeBotAPI(global_per_second=10, group_per_minute=120) as fake:
+        cfg = config(rate_global=10, rate_group_per_minute=120)
+        alert(store, ["100"])
+        for _ in range(4):
+            alert(store, ["100"])  # 5 to one private chat: burst of 3, then 1/s
+        for _ in range(3):
+            alert(store, ["-200"])  # 3 to a group: one per 0.5 s
+        alert(store, [str(300 + i) for i in range(12)])  # 12 chats at once: global 10/s
+        summary = asyncio.run(drain(store, fake, cfg))
+        sent = fake.messages()
+    assert fake.count_429 == 0
+    assert summary.sent == 20 and summary.failed == 0
+    assert len(sent) == 20
+    private = [m.at for m in fake.messages(100)]
+    assert conforms(private, rate=1.0, burst=3), private  # a burst of 3, then one a second
+    assert private[-1] - private[0] >= 1.9  # 5 messages cannot fit in less than 2 s
+    group = [m.at for m in fake.messages(-200)]
+    assert all(b - a >= 0.45 for a, b in zip(group, group[1:], strict=False))
+    times = sorted(m.at for m in sent)
+    # At most 10 in any second (less the fake's 50 ms allowance for network jitter).
+    assert max(sum(1 for t in times if s <= t < s + 0.95) for s in times) <= 10
+    assert set(states(store)) == {"sent"}
+
+
+def test_forced_429_retries_only_that_message_while_others_flow(store, fake):
+    fake.force_429(chat_id=11, retry_after=1)
+    alert(store, ["11", "12", "13"])
+    summary = asyncio.run(drain(store, fake))
+    assert fake.count_429 == 1
+    assert summary.sent == 3 and summary.retrying == 1
+    by_chat = {m.chat_id: m.at for m in fake.messages()}
+    assert set(by_chat) == {"11", "12", "13"}
+    assert len(fake.messages()) == 3  # the others once each, chat 11 once after its wait
+    assert by_chat["11"] - max(by_chat["12"], by_chat["13"]) >= 0.9
+    assert set(states(store)) == {"sent"}
+
+
+def test_5xx_backs_off_then_fails_after_max_attempts(store, fake):
+    fake.fail_next(3, status=502, description="Bad Gateway")
+    alert(store, ["21"])
+    summary = asyncio.run(drain(store, fake, config(max_attempts=3), backoff_base=0.05))
+    assert summary.failed == 1 and summary.sent == 0
+    assert fake.count_5xx == 3 and fake.messages() == []
+    [row] = states(store)["failed"]
+    assert "bad gateway" in row.last_error.lower()
+    with store.connect() as conn:
+        assert conn.execute(select(outbox.c.attempts)).scalar_one() == 3
+
+
+def test_5xx_then_success_within_attempts(store, fake):
+    fake.fail_next(2, status=500)
+    alert(store, ["22"])
+    summary = asyncio.run(drain(store, fake, config(max_attempts=3), backoff_base=0.05))
+    assert summary.sent == 1 and len(fake.messages(22)) == 1
+
+
+@pytest.mark.parametrize("fault", ["blocked", "not found"])
+def test_gone_chat_is_paused_and_its_pending_rows_cancelled(store, fake, fault):
+    if fault == "blocked":
+        fake.block(31)
+    else:
+        fake.forget_chat(31)
+    for _ in range(3):
+        alert(store, ["31", "32"])
+    summary = asyncio.run(drain(store, fake))
+    assert summary.cancelled == 3 and summary.sent == 3
+    assert [m.chat_id for m in fake.messages()] == ["32"] * 3
+    attempts_to_31 = [p for method, p in fake.calls if method == "sendMessage" and p["chat_id"] == "31"]
+    assert len(attempts_to_31) == 1  # the first refusal stops the rest
+    cancelled = states(store)["cancelled"]
+    assert {r.chat_id for r in cancelled} == {"31"} and len(cancelled) == 3
+    assert all(fault in r.last_error.lower() for r in cancelled)
+    with store.connect() as conn:
+        chat = conn.execute(select(chats).where(chats.c.chat_id == "31")).one()
+    assert chat.paused and fault in chat.paused_reason.lower()
+    # Later alerts for a paused chat are not even queued.
+    assert alert(store, ["31"]).new_rows == 0
+
+
+def test_cant_parse_entities_resends_plain_text(store, fake, monkeypatch):
+    real = dispatcher_module.render_alert
+    monkeypatch.setattr(dispatcher_module, "render_alert", lambda view: real(view) + "\n<b>broken")
+    alert(store, ["41"], title="Fighting & shelling")
+    summary = asyncio.run(drain(store, fake))
+    assert summary.sent == 1 and summary.plain == 1
+    [message] = fake.messages(41)
+    assert message.parse_mode is None
+    assert "Fighting & shelling" in message.text and "<b>" not in message.text
+    assert "Read (https://news.example/" in message.text  # the link survives as text
+    [row] = states(store)["sent"]
+    assert "plain text" in row.last_error
+
+
+def test_never_over_4096_even_with_a_huge_snippet(store, fake):
+    snippet = ("ISIS Kafrah 🔴 é " * 1200)[:20000]
+    alert(store, ["51"], match=make_match(snippet=snippet), title="T" * 5000)
+    summary = asyncio.run(drain(store, fake))
+    assert summary.sent == 1
+    [message] = fake.messages(51)
+    assert len(message.visible.encode("utf-16-le")) // 2 <= 4096
+    assert message.visible.count("ISIS") > 100  # trimmed, not dropped
+
+
+def test_scraped_text_is_escaped(store, fake):
+    title = '<script>alert("x")</script> & "quotes" \'single\''
+    alert(store, ["61"], title=title, outlet="A&B <News>", url='https://x.example/a?b=1&c="2"',
+          match=make_match(snippet="ISIS <b>fake</b> & Kafrah"))
+    summary = asyncio.run(drain(store, fake))
+    assert summary.sent == 1
+    [message] = fake.messages(61)
+    assert title in message.visible and "A&B <News>" in message.visible
+    assert "ISIS <b>fake</b> & Kafrah" in message.visible
+    assert "<script>" not in message.text
+    assert message.link_preview_options == {"is_disabled": True}
+    buttons = message.reply_markup["inline_keyboard"][0]
+    assert [b["callback_data"] for b in buttons] == ["mute:is-near-azaz", "unwatch:is-near-azaz"]
+
+
+def test_crash_between_send_and_store_update_costs_one_duplicate_at_most(store, fake, monkeypatch):
+    for _ in range(3):
+        alert(store, ["71"])
+    real_mark_sent = ob.mark_sent
+    calls = {"n": 0}
+
+    def crashing_mark_sent(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("power cut after Telegram answered")
+        return real_mark_sent(*args, **kwargs)
+
+    monkeypatch.setattr(ob, "mark_sent", crashing_mark_sent)
+    asyncio.run(drain(store, fake))
+    # The second alert reached Telegram but its "sent" was never stored: it stays in the ledger.
+    assert len(fake.messages(71)) == 3
+    with store.connect() as conn:
+        assert list(conn.execute(select(outbox.c.state).order_by(outbox.c.id)).scalars()) == \
+            ["sent", "sending", "sent"]
+    monkeypatch.setattr(ob, "mark_sent", real_mark_sent)
+    summary = asyncio.run(drain(store, fake))  # a new dispatcher: the restart
+    assert set(states(store)) == {"sent"}
+    assert summary.sent == 1
+    assert len(fake.messages(71)) == 4  # 3 alerts, exactly one duplicate (the one in flight), none lost
+
+
+def test_syndicated_copy_edits_the_sent_message(store, fake):
+    alert(store, ["81"], story="wire-1", outlet="NOW Lebanon")
+    asyncio.run(drain(store, fake))
+    result = alert(store, ["81"], story="wire-1", outlet="Reuters")
+    assert (result.new_rows, result.also_updates) == (0, 1)
+    summary = asyncio.run(drain(store, fake))
+    assert summary.edited == 1 and summary.sent == 0
+    [message] = fake.messages(81)
+    assert message.edits and message.edits[-1].endswith("Also: Reuters")
+    with store.connect() as conn:
+        assert conn.execute(select(outbox.c.needs_edit)).scalar_one() is False
+
+
+def test_syndicated_copy_before_sending_shows_in_the_first_message(store, fake):
+    alert(store, ["82"], story="wire-2", outlet="NOW Lebanon")
+    alert(store, ["82"], story="wire-2", outlet="Reuters")
+    alert(store, ["82"], story="wire-2", outlet="Reuters")  # a third copy from the same outlet
+    asyncio.run(drain(store, fake))
+    [message] = fake.messages(82)
+    assert message.visible.endswith("Also: Reuters") and message.edits == []
+
+
+def test_map_pin_after_the_alert_when_the_chat_asked(store, fake):
+    with store.begin() as conn:
+        conn.execute(chats.insert().values(chat_id="91", kind="private", pins=True, created_at=utcnow()))
+    place = PlaceRef("kafrah", "Kafrah", 36.60, 37.15, True)
+    alert(store, ["91", "92"], match=make_match(places=(place,)))
+    asyncio.run(drain(store, fake))
+    [pin] = fake.locations(91)
+    assert (pin.latitude, pin.longitude) == (36.60, 37.15)
+    assert pin.at > fake.messages(91)[0].at
+    assert fake.locations(92) == []
+    assert "📍 Kafrah" in fake.messages(91)[0].visible
+
+
+def test_muted_chat_gets_one_digest_when_the_mute_ends(store, fake):
+    now = [utcnow()]
+    with store.begin() as conn:
+        conn.execute(chats.insert().values(chat_id="95", kind="private", created_at=now[0],
+                                           muted_until=now[0] + timedelta(hours=1)))
+    alert(store, ["95"], title="First report")
+    alert(store, ["95"], title="Second report")
+    now[0] = utcnow()
+
+    async def go():
+        async with PTBSender(DEFAULT_TOKEN, fake.url) as sender:
+            d = Dispatcher(store, sender, config(), clock=lambda: now[0])
+            held = await d.run_once()
+            assert fake.messages() == []
+            now[0] += timedelta(hours=1, minutes=1)
+            released = await d.run_once()
+            return held, released
+
+    held, released = asyncio.run(go())
+    assert held.held == 2 and released.sent == 2 and released.messages == 1
+    [digest] = fake.messages(95)
+    assert "First report" in digest.visible and "Second report" in digest.visible
+
+
+def test_token_never_in_logs_nor_last_error(store, fake, caplog):
+    caplog.set_level(logging.DEBUG)
+    fake.fail_next(2, status=502)
+    fake.block(102)
+    alert(store, ["101", "102"])
+    asyncio.run(drain(store, fake, config(max_attempts=2), backoff_base=0.05))
+
+    async def wrong_token():
+        with pytest.raises(Fatal) as info:
+            await PTBSender("654321:WRONG-token-abcdefghijklmnopqrst", fake.url).start()
+        return info.value
+
+    err = asyncio.run(wrong_token())
+    assert "WRONG-token" not in str(err) and "654321:" not in str(err)
+    assert "httpx" in {r.name for r in caplog.records}  # the request log lines were there ...
+    assert DEFAULT_TOKEN not in caplog.text  # ... redacted
+    assert "WRONG-token" not in caplog.text
+    with store.connect() as conn:
+        errors = [e for e in conn.execute(select(outbox.c.last_error)).scalars() if e]
+        reasons = [r for r in conn.execute(select(chats.c.paused_reason)).scalars() if r]
+    assert errors and reasons
+    assert not any(DEFAULT_TOKEN in e for e in errors + reasons)
+    assert repr(PTBSender(DEFAULT_TOKEN, fake.url)).count(DEFAULT_TOKEN) == 0
+
+
+def test_outbox_queries_retry_and_counts(store):
+    alert(store, ["111", "112"])
+    now = utcnow()
+    with store.begin() as conn:
+        ids = [r.id for r in conn.execute(select(outbox.c.id).order_by(outbox.c.id))]
+        ob.mark_failed(conn, ids[:1], "gave up", now)
+        assert ob.counts(conn) == {"failed": 1, "pending": 1}
+        assert [r.id for r in ob.list_rows(conn, states=["failed"])] == ids[:1]
+        assert ob.retry(conn, None, now) == 1
+        assert ob.counts(conn) == {"pending": 2}
+        conn.execute(update(outbox).values(state="sending"))
+        assert ob.recover_in_flight(conn, now) == 2
+        assert len(ob.due_rows(conn, now)) == 2
+
+
+def test_cli_send_list_and_retry(tmp_path, fake, capsys):
+    import argparse
+
+    from lookout.commands import alerts as alerts_cmd
+    from lookout.commands import send as send_cmd
+    from lookout.config import load_config
+    from lookout.context import AppContext
+
+    cfg_file = tmp_path / "lookout.yaml"
+    cfg_file.write_text(f"database: sqlite:///{tmp_path / 'cli.db'}\n"
+                        f"telegram:\n  token: '{DEFAULT_TOKEN}'\n  api_url: {fake.url}\n  max_attempts: 1\n")
+    ctx = AppContext(load_config(cfg_file, env={}))
+    try:
+        fake.fail_next(1, status=500)
+        alert(ctx.store, ["121"])
+        alert(ctx.store, ["122"])
+        assert send_cmd.run(argparse.Namespace(max_wait=60.0), ctx) == 1  # one failed
+        assert "sent 1 · failed 1 · waiting 0" in capsys.readouterr().out
+        alerts_cmd.list_alerts(argparse.Namespace(failed=True, state=None, limit=50), ctx)
+        listing = capsys.readouterr().out
+        assert "failed 1" in listing and "Internal Server Error" in listing and DEFAULT_TOKEN not in listing
+        failed_id = int(listing.splitlines()[1].split()[0])
+        alerts_cmd.retry_alerts(argparse.Namespace(ids=[failed_id]), ctx)
+        assert "1 alert(s) queued again" in capsys.readouterr().out
+        assert send_cmd.run(argparse.Namespace(max_wait=60.0), ctx) == 0
+        assert "sent 1 · failed 0 · waiting 0" in capsys.readouterr().out
+        assert {m.chat_id for m in fake.messages()} == {"121", "122"}
+    finally:
+        ctx.close()
+
+
+def test_cli_send_without_token(tmp_path, capsys):
+    import argparse
+
+    from lookout.commands import send as send_cmd
+    from lookout.config import load_config
+    from lookout.context import AppContext
+
+    cfg_file = tmp_path / "lookout.yaml"
+    cfg_file.write_text(f"database: sqlite:///{tmp_path / 'cli.db'}\n")
+    ctx = AppContext(load_config(cfg_file, env={}))
+    assert send_cmd.run(argparse.Namespace(max_wait=60.0), ctx) == 1
+    assert "no Telegram bot token" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+"""The service lock: a second instance on the same database is refused and told who holds it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from lookout.lock import LockHeld, ServiceLock, lock_path_for, service_holder
+
+HOLDER_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from lookout.store import Store
+    from lookout.lock import ServiceLock
+    store = Store(sys.argv[1], schema=sys.argv[2] or None, create=False)
+    lock = ServiceLock(store)
+    lock.acquire()
+    print("locked", flush=True)
+    sys.stdin.readline()
+    lock.release()
+    """
+)
+
+
+def _hold_in_subprocess(store):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER_SCRIPT, store.url, store.schema or ""],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_second_instance_refused_with_holders_pid(store):
+    proc = _hold_in_subprocess(store)
+    try:
+        with pytest.raises(LockHeld) as info:
+            ServiceLock(store).acquire()
+        assert f"pid {proc.pid}" in str(info.value) or f"pid={proc.pid}" in str(info.value)
+        assert service_holder(store) is not None
+        assert str(proc.pid) in service_holder(store)
+    finally:
+        proc.stdin.write("\n")
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    # Released on exit: the next instance gets it.
+    lock = ServiceLock(store)
+    lock.acquire()
+    lock.release()
+    assert service_holder(store) is None
+
+
+def test_lock_of_a_dead_process_is_taken_over(sqlite_store):
+    path = lock_path_for(sqlite_store.url)
+    assert path is not None and path.name.endswith(".db.lock")
+    # A process that died without cleaning up left its record but holds no flock.
+    path.write_text(json.dumps({"pid": 999999, "host": "elsewhere", "started": "2020-01-01T00:00:00"}))
+    assert service_holder(sqlite_store) is None
+    with ServiceLock(sqlite_store) as lock:
+        assert lock.holder.pid == os.getpid()
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+
+
+def test_killed_holder_releases_lock(sqlite_store):
+    proc = _hold_in_subprocess(sqlite_store)
+    proc.kill()
+    proc.wait(timeout=10)
+    with ServiceLock(sqlite_store) as lock:
+        assert lock.holder.pid == os.getpid()

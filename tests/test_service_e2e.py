@@ -1,0 +1,139 @@
+"""`lookout run` end to end, as a subscriber and an operator meet it: a subprocess against the
+local news site and the fake Bot API server."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from fakebotapi import FakeBotAPI
+from service_harness import ServiceProcess, free_port, lookout, matching_article, write_config
+
+from lookout.lock import lock_path_for, read_holder
+from lookout.newssite import NewsSite
+
+EVERY = 2  # seconds between crawls of the test source
+CHAT = 5001  # the subscriber, also the admin
+
+
+def _alerts(fake: FakeBotAPI, titles: list[str]) -> dict[str, int]:
+    """How many messages to CHAT carry each title (alerts only; command replies do not)."""
+    texts = [m.visible for m in fake.messages(CHAT)]
+    return {t: sum(t in text for text in texts) for t in titles}
+
+
+@pytest.fixture
+def site():
+    with NewsSite() as s:
+        yield s
+
+
+@pytest.fixture
+def fake():
+    with FakeBotAPI() as f:
+        yield f
+
+
+def test_watch_alert_restart_no_repeat_and_broken_rules(tmp_path, site, fake):
+    feed = {"name": "monitor", "feed": f"{site.url}/feed/rss.xml", "every": f"{EVERY}s"}
+    config = write_config(tmp_path / "svc", sources=[feed], token=fake.token, api_url=fake.url,
+                          admins=(CHAT,))
+    svc = ServiceProcess(config, free_port()).start()
+    titles = ["Rebels brace as ISIS nears Azaz", "Convoy shelled on the Azaz road",
+              "Night raid reported north of Azaz"]
+    try:
+        health = svc.wait_healthy()
+        assert health["dispatcher"] == "running" and health["scheduler"] == "running"
+
+        # A second service on the same database is refused, naming the holder.
+        second = lookout(config, "run")
+        assert second.returncode == 1
+        assert f"pid {svc.proc.pid}" in second.stderr
+
+        # The subscriber types /watch Azaz.
+        fake.inject_message(CHAT, "/watch Azaz")
+        replied = fake.wait_for(lambda: any("Azaz" in m.visible for m in fake.messages(CHAT)), timeout=15)
+        assert replied, svc.log()
+
+        # The site publishes a matching article: the alert arrives within every + 10 s.
+        site.publish(matching_article("isis-nears-azaz", titles[0]))
+        t0 = time.monotonic()
+        assert fake.wait_for(lambda: _alerts(fake, titles)[titles[0]] >= 1, timeout=EVERY + 10), svc.log()
+        latency = time.monotonic() - t0
+        assert latency <= EVERY + 10
+
+        # A broken rule edit: refused, the admin is told, the old rules keep matching.
+        rules = config.parent / "rules.yaml"
+        good_rules = rules.read_text(encoding="utf-8")
+        rules.write_text(good_rules.replace("places:", "placez:", 1), encoding="utf-8")
+        assert fake.wait_for(lambda: any("refused" in m.visible for m in fake.messages(CHAT)), timeout=15), \
+            svc.log()
+        refusal = next(m.visible for m in fake.messages(CHAT) if "refused" in m.visible)
+        assert "rules.yaml:" in refusal  # file:line:col of the error
+        site.publish(matching_article("convoy-shelled-azaz", titles[1]))
+        assert fake.wait_for(lambda: _alerts(fake, titles)[titles[1]] >= 1, timeout=EVERY + 10), svc.log()
+        rules.write_text(good_rules, encoding="utf-8")
+
+        # Metrics and status while running.
+        status, metrics = svc.get("/metrics")
+        assert status == 200
+        assert "lookout_crawls_total{result=\"ok\"}" in metrics
+        assert "lookout_alert_latency_seconds_bucket" in metrics
+        state = json.loads(lookout(config, "status", "--json").stdout)
+        assert state["service"] and f"pid {svc.proc.pid}" in state["service"]
+        assert state["sources"][0]["name"] == "monitor" and state["sources"][0]["last_result"] == "ok"
+        assert state["outbox"]["sent_24h"] >= 2 and state["latency"]["samples"] >= 2
+        assert fake.token not in json.dumps(state)
+
+        # SIGTERM: a clean stop, the lock released.
+        assert svc.terminate() == 0
+        assert "service stopped" in svc.log()
+        assert read_holder(lock_path_for(f"sqlite:///{config.parent / 'var' / 'lookout.db'}")) is None
+
+        # The site publishes while the service is down; after a restart exactly that alert arrives.
+        site.publish(matching_article("night-raid-azaz", titles[2]))
+        svc = ServiceProcess(config, free_port()).start()
+        svc.wait_healthy()
+        assert fake.wait_for(lambda: _alerts(fake, titles)[titles[2]] >= 1, timeout=EVERY + 15), svc.log()
+        time.sleep(3 * EVERY)  # several more crawls of the same feed: nothing may repeat
+        assert _alerts(fake, titles) == {t: 1 for t in titles}
+        assert svc.terminate() == 0
+        assert fake.token not in svc.log()
+    finally:
+        svc.kill_if_running()
+
+
+def test_hung_crawl_is_killed_and_the_next_runs_without_telegram(tmp_path, site):
+    # The feed route never answers within the crawl's 4 s budget (download timeout is longer).
+    config = write_config(
+        tmp_path / "svc",
+        sources=[{"name": "stuck", "feed": f"{site.url}/fault/slow?seconds=40", "every": "2s"}],
+        token=None, api_url=None, timeout="4s", download_timeout="60s",
+    )
+    svc = ServiceProcess(config, free_port()).start()
+    try:
+        health = svc.wait_healthy()
+        assert health["dispatcher"].startswith("disabled")
+
+        def runs():
+            data = json.loads(lookout(config, "status", "--json").stdout)
+            return data["sources"][0]
+
+        deadline = time.monotonic() + 40
+        first_timeout = None
+        while time.monotonic() < deadline:
+            src = runs()
+            if src["last_result"] == "timeout" and first_timeout is None:
+                first_timeout = src["last_run"]
+            elif first_timeout is not None and src["last_run"] != first_timeout:
+                break  # the next crawl ran (and was judged) after the first was killed
+            time.sleep(1)
+        else:
+            raise AssertionError(f"no second crawl after a timeout:\n{svc.log()}")
+        assert src["last_result"] == "timeout" and "timed out" in src["last_error"]
+        assert svc.proc.poll() is None, "the service must survive hung crawls"
+        assert svc.terminate() == 0
+        assert "Telegram delivery is DISABLED" in svc.log()
+    finally:
+        svc.kill_if_running()
