@@ -22,7 +22,7 @@ from datetime import timedelta
 from lookout.config import TelegramConfig
 
 PRIVATE_BURST = 3
-GUARD_WINDOW = 1.05  # a second, plus what a request may lag behind its send moment
+GUARD_WINDOW = 1.0  # seconds: the window Telegram counts its 30 messages in
 
 
 class Schedule:

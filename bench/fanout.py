@@ -16,6 +16,7 @@ import json
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -80,10 +81,13 @@ async def deliver(store: Store, fake: FakeBotAPI):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1000)
-    parser.add_argument("--database", help="store URL (default: a fresh SQLite file)")
+    parser.add_argument("--database", help="store URL (default: a fresh SQLite file); on PostgreSQL a "
+                        "private schema is created and dropped")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(args.database or f"sqlite:///{tmp}/bench.db")
+        url = args.database or f"sqlite:///{tmp}/bench.db"
+        schema = f"bench_{uuid.uuid4().hex[:10]}" if url.startswith("postgresql") else None
+        store = Store(url, schema=schema)
         seed(store, args.subscribers)
         with FakeBotAPI() as fake:
             started = time.monotonic()
@@ -93,6 +97,8 @@ def main() -> int:
             count_429 = fake.count_429
         with store.connect() as conn:
             states = Counter(conn.execute(select(outbox.c.state)).scalars())
+        if schema:
+            store.drop()
         store.dispose()
     per_chat = Counter(m.chat_id for m in sent)
     expected = {str(100000 + i) for i in range(args.subscribers)}

@@ -8,8 +8,14 @@ import multiprocessing
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lookout.ingest import Analysed
+
+MAX_REPLACEMENT_SHARE = 0.02  # more U+FFFD than this: the body was not in the declared encoding
 
 _LANG_ATTR = re.compile(r"<html[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.I)
 _CONTENT_LANG = re.compile(
@@ -47,6 +53,63 @@ class Extracted:
     sitename: str | None
     signature: bytes | None = None  # MinHash for story clustering, computed here, off the reactor
     content_hash: str = ""
+    problem: str | None = None  # why the page is unusable (undecodable), found after decoding
+    analysed: Analysed | None = None  # rule matches and mentions, when the pool has a ruleset
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What the index and the source say about a page, for matching in the worker."""
+
+    source: str
+    title: str | None = None  # the index's title, used when the page has none
+    language: str | None = None  # the source's ``lang``, used when the page declares none
+
+
+@dataclass(frozen=True)
+class _Doc:
+    """The rules' Document, built in the worker from what it extracted."""
+
+    title: str
+    text: str
+    language: str | None
+    source: str
+
+
+_RULESET = None  # installed in each worker by ExtractionPool (rules are pure: safe to run here)
+
+
+def _install(ruleset) -> None:
+    global _RULESET  # noqa: PLW0603 - one ruleset per worker process, set once at start
+    _RULESET = ruleset
+    import trafilatura  # noqa: F401 - imported once per worker, before the first page
+
+
+def extract_body(body: bytes, encoding: str, url: str, hints: Hints) -> Extracted:
+    """A downloaded page (bytes, decoded here as Scrapy's ``response.text`` would) to its
+    text, metadata, story signature and, with a ruleset installed, its rule matches."""
+    from w3lib.encoding import html_to_unicode
+
+    html = html_to_unicode(f"charset={encoding}", body)[1]
+    problem = text_problem(html)
+    if problem:
+        return Extracted("", "", None, None, None, None, None, problem=problem)
+    found = extract_page(html, url)
+    if _RULESET is None or not found.text:
+        return found
+    import rules
+    from lookout.ingest import Analysed
+
+    doc = _Doc(found.title or hints.title or "", found.text, found.language or hints.language, hints.source)
+    analysed = Analysed(tuple(rules.match(doc, _RULESET)), rules.scan(doc, _RULESET))
+    return replace(found, analysed=analysed)
+
+
+def text_problem(text: str) -> str | None:
+    """More U+FFFD than this share: the body was not in the declared encoding."""
+    if text and text.count("\ufffd") / len(text) > MAX_REPLACEMENT_SHARE:
+        return "undecodable"
+    return None
 
 
 def extract_page(html: str, url: str) -> Extracted:
@@ -119,33 +182,39 @@ def _parse_date(value: str | None) -> datetime | None:
 
 
 def _warm() -> bool:
-    import trafilatura  # noqa: F401 - imported once per worker, before the first page
-
     return True
 
 
 class ExtractionPool:
-    """A process pool for ``extract_page``. Start it before the reactor runs (fork is then safe
-    and cheap); ``await pool.extract(html, url)`` from a spider callback."""
+    """A process pool for ``extract_body``. Start it before the reactor runs (fork is then safe
+    and cheap, and the workers share the loaded ruleset); ``await pool.extract(...)`` from a
+    spider callback. Pages go in as bytes (no decoding on the reactor thread), compact results
+    come back."""
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, *, ruleset=None):
         self.workers = workers or max(1, os.cpu_count() or 1)
+        self.ruleset = ruleset  # matched in the workers when given
         self._executor: ProcessPoolExecutor | None = None
 
     def start(self) -> ExtractionPool:
         if self._executor is None:
             import trafilatura  # noqa: F401 - loaded in the parent so forked workers share it
 
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+            self._executor = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_install,
+                initargs=(self.ruleset,),
+            )
             for f in [self._executor.submit(_warm) for _ in range(self.workers)]:
                 f.result()
         return self
 
-    async def extract(self, html: str, url: str) -> Extracted:
+    async def extract(self, body: bytes, encoding: str, url: str, hints: Hints) -> Extracted:
         if self._executor is None:
             self.start()
         assert self._executor is not None
-        return await asyncio.wrap_future(self._executor.submit(extract_page, html, url))
+        return await asyncio.wrap_future(self._executor.submit(extract_body, body, encoding, url, hints))
 
     def shutdown(self) -> None:
         if self._executor is not None:

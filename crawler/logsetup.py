@@ -7,15 +7,30 @@ import logging
 
 from scrapy import logformatter
 
-NOISY = ("scrapy", "twisted", "py.warnings", "trafilatura", "htmldate", "courlan", "filelock", "asyncio")
+NOISY = ("scrapy", "twisted", "py.warnings", "trafilatura", "htmldate", "courlan", "filelock", "hpack", "asyncio")
+
+
+class LibraryFilter(logging.Filter):
+    """Drops the libraries' records below ``level`` whatever level their loggers are set to
+    (Scrapy's ``configure_logging`` sets the scrapy logger to DEBUG and logs at once)."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+        self.prefixes = tuple(NOISY) + tuple(f"{n}." for n in NOISY)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level or not record.name.startswith(self.prefixes)
 
 
 def quiet_libraries() -> None:
-    """Call after Scrapy's ``configure_logging`` (CrawlerProcess runs it and sets the scrapy
-    logger to DEBUG): keep the libraries at WARNING unless the root logger asks for DEBUG."""
-    verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
-    for name in NOISY:
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    """Keep Scrapy, Twisted and trafilatura at WARNING unless the root logger asks for DEBUG
+    (``lookout -v``). Call before building the CrawlerProcess."""
+    root = logging.getLogger()
+    level = logging.DEBUG if root.getEffectiveLevel() <= logging.DEBUG else logging.WARNING
+    for handler in root.handlers:
+        if not any(isinstance(f, LibraryFilter) for f in handler.filters):
+            handler.addFilter(LibraryFilter(level))
 
 
 def _url(item) -> str:

@@ -123,12 +123,15 @@ def run_crawl(
     report = CrawlReport()
     if not sources_:
         return report
-    extractor = ExtractionPool().start()  # before the reactor: forking is safe and cheap here
+    # Before the reactor: forking is safe and cheap here, and the workers share the ruleset
+    # (matching is pure CPU work: it runs next to extraction, not on the reactor's process).
+    quiet_libraries()
+    ruleset = getattr(ingestor, "ruleset", None)
+    extractor = ExtractionPool(ruleset=ruleset() if callable(ruleset) else None).start()
     runtime = CrawlRuntime.build(config, store=store, ingestor=ingestor, extractor=extractor)
     recorder = _RunRecorder(runtime.store, report, progress)
     try:
         process = CrawlerProcess(crawl_settings(config))
-        quiet_libraries()  # after CrawlerProcess: its configure_logging set scrapy to DEBUG
         for source in sources_:
             crawler = process.create_crawler(spider_for(source.kind))
             crawler.signals.connect(recorder.spider_closed, signal=signals.spider_closed)

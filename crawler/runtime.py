@@ -13,12 +13,15 @@ import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crawler.extract import ExtractionPool
 from crawler.items import Article
 from lookout.config import Config
 from lookout.store import Store
+
+if TYPE_CHECKING:
+    from lookout.ingest import Analysed
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +72,11 @@ class CrawlRuntime:
         self.claimed.add(url)
         return True
 
-    def ingest(self, article: Article) -> asyncio.Future:
+    def ingest(self, article: Article, analysed: Analysed | None = None) -> asyncio.Future:
         """Hand ``article`` to the writer thread; the future gives the ingest outcome."""
         if self.writer is None:
             self.writer = IngestWriter(self.ingestor)
-        return asyncio.wrap_future(self.writer.submit(article))
+        return asyncio.wrap_future(self.writer.submit(article, analysed))
 
     def close(self) -> None:
         if self.writer is not None:
@@ -98,13 +101,13 @@ class IngestWriter:
         self.ingestor = ingestor
         self.batch_size = batch_size
         self.wait = wait
-        self._queue: queue.Queue[tuple[Article, Future] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Article, Analysed | None, Future] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="lookout-ingest", daemon=True)
         self._thread.start()
 
-    def submit(self, article: Article) -> Future:
+    def submit(self, article: Article, analysed: Analysed | None = None) -> Future:
         future: Future = Future()
-        self._queue.put((article, future))
+        self._queue.put((article, analysed, future))
         return future
 
     def close(self) -> None:
@@ -129,22 +132,30 @@ class IngestWriter:
                 pass
             self._write(batch)
 
-    def _write(self, batch: list[tuple[Article, Future]]) -> None:
+    def _write(self, batch: list[tuple[Article, Analysed | None, Future]]) -> None:
         many = getattr(self.ingestor, "ingest_many", None)
-        if many is not None and len(batch) > 1:
+        if many is None:
+            for article, _, future in batch:
+                self._settle(future, lambda a=article: self.ingestor.ingest(a))
+            return
+        if len(batch) > 1:
             try:
-                outcomes = many([article for article, _ in batch])
+                outcomes = many([a for a, _, _ in batch], [x for _, x, _ in batch])
             except Exception:
                 log.warning("a batch of %d articles failed; storing them one by one", len(batch))
             else:
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                     future.set_result(outcome)
                 return
-        for article, future in batch:
-            try:
-                future.set_result(self.ingestor.ingest(article))
-            except Exception as exc:
-                future.set_exception(exc)
+        for article, analysed, future in batch:
+            self._settle(future, lambda a=article, x=analysed: many([a], [x])[0])
+
+    @staticmethod
+    def _settle(future: Future, work) -> None:
+        try:
+            future.set_result(work())
+        except Exception as exc:
+            future.set_exception(exc)
 
 
 def default_ingestor(config: Config, store: Store) -> Ingestor:
@@ -172,7 +183,7 @@ class StoreOnlyIngestor:
     def ingest(self, article: Article):
         return self.ingest_many([article])[0]
 
-    def ingest_many(self, batch: list[Article]) -> list:
+    def ingest_many(self, batch: list[Article], analysed: list | None = None) -> list:
         from crawler.storage import save_article
         from lookout.store import utcnow
 

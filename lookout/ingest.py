@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from crawler.items import Article
 from lookout.store import Store, insert_ignore, matches, utcnow
-from rules.types import Match
+from rules.types import Match, Mentions
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,14 @@ class IngestOutcome:
     matches: tuple[Match, ...] = ()
     enqueued: int = 0
     also: int = 0  # existing alerts that gained an "Also: <outlet>"
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """An article's rule matches and mentions, computed before ingest (pure, so anywhere)."""
+
+    matches: tuple[Match, ...]
+    mentions: Mentions
 
 
 @dataclass
@@ -64,61 +72,81 @@ class Ingestor:
         with store.connect() as conn:
             self.clusterer = StoryClusterer.load(conn)
 
-    def ingest(self, article: Article) -> IngestOutcome:
+    def ingest(self, article: Article, analysed: Analysed | None = None) -> IngestOutcome:
+        return self.ingest_many([article], [analysed])[0]
+
+    def ingest_many(
+        self, batch: list[Article], analysed: list[Analysed | None] | None = None
+    ) -> list[IngestOutcome]:
+        """Ingest several articles in one transaction (one commit, not one per article): each
+        article's row, matches and outbox rows still commit together, or none of the batch does.
+        ``analysed`` may carry each article's matches and mentions, computed elsewhere (the crawl
+        matches in its extraction processes) with this ingestor's ruleset."""
+        now = self.now()
+        ruleset = self.ruleset()
+        extra = analysed or [None] * len(batch)
+        with self.store.begin() as conn:
+            outcomes = [
+                self._ingest_in(conn, article, ruleset, now, pre)
+                for article, pre in zip(batch, extra, strict=True)
+            ]
+        for article, outcome in zip(batch, outcomes, strict=True):
+            self._count(outcome)
+            log.info(
+                "ingested article=%s status=%s story=%s matches=%d alerts=%d url=%s",
+                outcome.article_id, outcome.status, outcome.story_id, len(outcome.matches),
+                outcome.enqueued, article.url,
+            )
+        return outcomes
+
+    def _ingest_in(
+        self, conn, article: Article, ruleset, now: datetime, analysed: Analysed | None
+    ) -> IngestOutcome:
         import rules
         from alerts.outbox import enqueue
         from alerts.subscriptions import recipients_for
         from crawler.storage import save_article
 
-        now = self.now()
-        ruleset = self.ruleset()
         found: list[Match] = []
         enqueued = also = 0
-        with self.store.begin() as conn:
-            saved = save_article(conn, article, self.clusterer, max_age=self.max_age, now=now)
-            # Only a first sighting alerts: an update at the same URL never alerts again.
-            if saved.status == "new":
-                found = rules.match(article, ruleset)
-                match_ids: dict[str, int] = {}
-                for m in found:
-                    insert_ignore(
-                        conn,
-                        matches,
-                        {"article_id": saved.article_id, "rule_id": m.rule_id,
-                         "evidence": _evidence(m), "created_at": now},
-                    )
-                    match_ids[m.rule_id] = conn.execute(
-                        matches.select()
-                        .with_only_columns(matches.c.id)
-                        .where(matches.c.article_id == saved.article_id, matches.c.rule_id == m.rule_id)
-                    ).scalar_one()
-                if saved.alertable:
-                    mentions = rules.scan(article, ruleset)
-                    recipients = recipients_for(conn, found, mentions, ruleset, now)
-                    if self.only_chats is not None:
-                        recipients = [r for r in recipients if r.chat_id in self.only_chats]
-                    result = enqueue(
-                        conn,
-                        article_id=saved.article_id,
-                        story_id=saved.story_id,
-                        outlet=article.outlet or article.source,
-                        recipients=recipients,
-                        match_ids=match_ids,
-                        first_seen=now,
-                        now=now,
-                    )
-                    enqueued, also = result.new_rows, result.also_updates
-        outcome = IngestOutcome(
+        saved = save_article(conn, article, self.clusterer, max_age=self.max_age, now=now)
+        # Only a first sighting alerts: an update at the same URL never alerts again.
+        if saved.status == "new":
+            found = list(analysed.matches) if analysed else rules.match(article, ruleset)
+            match_ids: dict[str, int] = {}
+            for m in found:
+                insert_ignore(
+                    conn,
+                    matches,
+                    {"article_id": saved.article_id, "rule_id": m.rule_id,
+                     "evidence": _evidence(m), "created_at": now},
+                )
+                match_ids[m.rule_id] = conn.execute(
+                    matches.select()
+                    .with_only_columns(matches.c.id)
+                    .where(matches.c.article_id == saved.article_id, matches.c.rule_id == m.rule_id)
+                ).scalar_one()
+            if saved.alertable:
+                mentions = analysed.mentions if analysed else rules.scan(article, ruleset)
+                recipients = recipients_for(conn, found, mentions, ruleset, now)
+                if self.only_chats is not None:
+                    recipients = [r for r in recipients if r.chat_id in self.only_chats]
+                result = enqueue(
+                    conn,
+                    article_id=saved.article_id,
+                    story_id=saved.story_id,
+                    outlet=article.outlet or article.source,
+                    recipients=recipients,
+                    match_ids=match_ids,
+                    first_seen=now,
+                    now=now,
+                )
+                enqueued, also = result.new_rows, result.also_updates
+        return IngestOutcome(
             article_id=saved.article_id, story_id=saved.story_id, status=saved.status,
             new_story=saved.new_story, alertable=saved.alertable, matches=tuple(found),
             enqueued=enqueued, also=also,
         )
-        self._count(outcome)
-        log.info(
-            "ingested article=%s status=%s story=%s matches=%d alerts=%d url=%s",
-            outcome.article_id, outcome.status, outcome.story_id, len(found), enqueued, article.url,
-        )
-        return outcome
 
     def _count(self, outcome: IngestOutcome) -> None:
         t = self.totals

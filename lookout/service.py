@@ -133,7 +133,10 @@ class Service:
         if closed:
             log.warning("closed %d crawl run(s) left unfinished by a previous service", closed)
         # Errors in the rule or sources files at start are fatal (LocatedErrors): nothing to keep.
-        self.watcher = await asyncio.to_thread(RuleWatcher, config.rule_paths())
+        from rules.gazetteer import gazetteer_for
+
+        gazetteer = await asyncio.to_thread(gazetteer_for, config)
+        self.watcher = await asyncio.to_thread(lambda: RuleWatcher(config.rule_paths(), gazetteer=gazetteer))
         self._snapshot_rules()
         initial_sources = sources_from_config(config)
         self._sources_fingerprint = self._fingerprint_sources()

@@ -14,7 +14,9 @@ from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
 from crawler.canonical import canonicalize, same_site
+from crawler.extract import Hints, text_problem
 from crawler.items import Article
+from crawler.pipelines import Cleaned
 from crawler.runtime import CrawlRuntime
 from crawler.sources import Source, select_sources, sources_from_config
 from crawler.state import SourceStats, cached_validators, record_failure, save_validators
@@ -23,7 +25,6 @@ from lookout.store import utcnow
 
 log = logging.getLogger(__name__)
 HTML_TYPES = (b"text/html", b"application/xhtml+xml")
-MAX_REPLACEMENT_SHARE = 0.02  # more U+FFFD than this: the body was not in the declared encoding
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,9 @@ class LookoutSpider(scrapy.Spider):
             if url in known and not changed_since(entry.marker, known[url]):
                 self.stats_.skipped += 1
                 continue
+            if not self.runtime.claim(url):  # another source of this run fetches it
+                self.stats_.skipped += 1
+                continue
             yield scrapy.Request(
                 url,
                 callback=self.parse_article,
@@ -141,8 +145,8 @@ class LookoutSpider(scrapy.Spider):
             )
 
     # -- articles ------------------------------------------------------------------------
-    async def parse_article(self, response: Response, entry: Entry) -> AsyncIterator[Article]:
-        reason = page_problem(response)
+    async def parse_article(self, response: Response, entry: Entry) -> AsyncIterator[Cleaned]:
+        reason = header_problem(response)
         if reason:
             self.fail(
                 response.url,
@@ -152,7 +156,14 @@ class LookoutSpider(scrapy.Spider):
             return
         assert isinstance(response, TextResponse) and self.source is not None
         self.stats_.fetched += 1
-        found = await self.runtime.extractor.extract(response.text, response.url)
+        # Bytes and the encoding go to the pool: decoding, extraction, signature and rule
+        # matching all happen there, never on the reactor thread.
+        hints = Hints(self.source.name, entry.title, self.source.lang)
+        found = await self.runtime.extractor.extract(response.body, response.encoding, response.url, hints)
+        if found.problem:
+            ctype = response.headers.get("Content-Type", b"").decode("latin-1")
+            self.fail(response.url, found.problem, f"content-type {ctype}, encoding {response.encoding}")
+            return
         if not found.text:
             self.fail(response.url, "no-text", "trafilatura found no article text")
             return
@@ -160,7 +171,7 @@ class LookoutSpider(scrapy.Spider):
         if found.canonical and same_site(found.canonical, response.url):
             url = canonicalize(found.canonical, base=response.url)
         title = found.title or entry.title or ""
-        yield Article(
+        article = Article(
             url=url,
             source=self.source.name,
             title=title,
@@ -175,6 +186,7 @@ class LookoutSpider(scrapy.Spider):
             fetched=utcnow(),
             entry_marker=entry.marker,
         )
+        yield Cleaned(article, found.analysed)
 
     # -- failures ------------------------------------------------------------------------
     def index_failed(self, failure: Failure) -> None:
@@ -234,6 +246,15 @@ def _published(page: datetime | None, entry: datetime | None) -> datetime | None
 
 def page_problem(response: Response) -> str | None:
     """Why a downloaded article page cannot be used, or None."""
+    problem = header_problem(response)
+    if problem is None:
+        assert isinstance(response, TextResponse)
+        problem = text_problem(response.text)
+    return problem
+
+
+def header_problem(response: Response) -> str | None:
+    """What the headers and the first bytes show (cheap: no decoding, fit for the reactor)."""
     ctype = (response.headers.get("Content-Type") or b"").split(b";")[0].strip().lower()
     if ctype and ctype not in HTML_TYPES:
         return "not-html"
@@ -242,9 +263,6 @@ def page_problem(response: Response) -> str | None:
         return "binary"
     if not isinstance(response, TextResponse):
         return "not-html"
-    text = response.text
-    if text and text.count("\ufffd") / len(text) > MAX_REPLACEMENT_SHARE:
-        return "undecodable"
     return None
 
 
