@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import html
 import inspect
-import json
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -566,72 +564,9 @@ def _webhook_args(config: Config) -> dict[str, Any]:
     secret = hashlib.sha256(b"lookout-webhook:" + tg.token.get_secret_value().encode()).hexdigest()[:48]
     return {
         "listen": host or "127.0.0.1", "port": int(port),
-        "url_path": "/" + urlsplit(tg.webhook_url).path.lstrip("/"),
+        "url_path": urlsplit(tg.webhook_url).path.lstrip("/"),
         "webhook_url": tg.webhook_url, "secret_token": secret,
     }
-
-
-class WebhookReceiver:
-    """Receives Telegram's webhook posts and queues them for the application.
-
-    Standard library only (PTB's built-in webhook server needs the tornado extra). Meant to
-    sit behind a TLS-terminating reverse proxy, on ``telegram.webhook_listen``.
-    """
-
-    MAX_BODY = 1 << 20
-    REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-               405: "Method Not Allowed", 413: "Payload Too Large"}
-
-    def __init__(self, app: Application, *, listen: str, port: int, url_path: str, secret_token: str):
-        self.app = app
-        self.listen, self.port, self.url_path, self.secret = listen, port, url_path, secret_token
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, self.listen, self.port)
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            status = await asyncio.wait_for(self._receive(reader), timeout=10)
-        except (TimeoutError, ValueError, ConnectionError, asyncio.IncompleteReadError):
-            status = 400
-        reason = self.REASONS.get(status, "Error")
-        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
-
-    async def _receive(self, reader: asyncio.StreamReader) -> int:
-        request = (await reader.readline()).decode("latin-1").split()
-        if len(request) != 3:
-            return 400
-        method, target = request[0], request[1]
-        headers: dict[str, str] = {}
-        while len(headers) < 100:
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if urlsplit(target).path != self.url_path:
-            return 404
-        if method != "POST":
-            return 405
-        given = headers.get("x-telegram-bot-api-secret-token", "")
-        if not hmac.compare_digest(given.encode(), self.secret.encode()):
-            return 403
-        length = int(headers.get("content-length") or 0)
-        if not 0 < length <= self.MAX_BODY:
-            return 413 if length else 400
-        data = json.loads(await reader.readexactly(length))
-        await self.app.update_queue.put(Update.de_json(data, self.app.bot))
-        return 200
 
 
 def _quiet_http_logs() -> None:
@@ -668,23 +603,17 @@ async def start_bot(app: Application, config: Config, *, poll_interval: float = 
     await app.initialize()
     await register_commands(app)
     await app.start()
+    assert app.updater is not None
     if config.telegram.webhook_url:
-        args = _webhook_args(config)
-        receiver = WebhookReceiver(app, listen=args["listen"], port=args["port"], url_path=args["url_path"],
-                                   secret_token=args["secret_token"])
-        await receiver.start()
-        app.bot_data["lookout_webhook"] = receiver
-        await app.bot.set_webhook(args["webhook_url"], secret_token=args["secret_token"],
-                                  allowed_updates=Update.ALL_TYPES)
+        # PTB's own webhook server (tornado): it registers the webhook with Telegram and refuses
+        # posts without the secret header. Meant to sit behind a TLS-terminating reverse proxy.
+        await app.updater.start_webhook(**_webhook_args(config), allowed_updates=Update.ALL_TYPES)
     else:
-        assert app.updater is not None
         await app.updater.start_polling(poll_interval=poll_interval, allowed_updates=Update.ALL_TYPES)
 
 
 async def stop_bot(app: Application) -> None:
-    receiver = app.bot_data.pop("lookout_webhook", None)
-    if receiver is not None:
-        await receiver.stop()  # the webhook stays set: Telegram keeps updates until we are back
+    # In webhook mode the webhook stays set: Telegram keeps updates until we are back.
     if app.updater is not None and app.updater.running:
         await app.updater.stop()
     if app.running:

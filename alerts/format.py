@@ -9,12 +9,12 @@ Pure functions: no store, no network.
 from __future__ import annotations
 
 import html
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from rules.geo import bearing_deg, compass, haversine_km
 from rules.types import Match, PlaceRef
 
 MAX_MESSAGE = 4096
@@ -46,28 +46,6 @@ class AlertView:
 
 
 # -- geometry -------------------------------------------------------------------------------------
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    r = 6371.0088
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * r * math.asin(math.sqrt(min(1.0, a)))
-
-
-def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Initial bearing from point 1 to point 2, degrees clockwise from north."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dl = math.radians(lon2 - lon1)
-    x = math.sin(dl) * math.cos(p2)
-    y = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
-    return (math.degrees(math.atan2(x, y)) + 360.0) % 360.0
-
-
-def compass(degrees: float) -> str:
-    points = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
-    return points[int((degrees + 22.5) // 45) % 8]
-
 
 def describe_place(place: PlaceRef, references: Iterable[PlaceRef], *, max_km: float = 150.0) -> str:
     """"Kafrah — 9 km E of Azaz": the nearest other reference place, or just the name."""

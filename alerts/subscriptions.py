@@ -13,7 +13,6 @@ Rule keys name what an alert was sent for: a rule id, or ``place:<id>``, ``group
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
 from lookout.store import chats, insert_ignore, rule_mutes, subscriptions, utcnow
+from rules.geo import haversine_km
 from rules.types import Match, Mentions
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ Kind = Literal["place", "group", "rule", "near"]
 KINDS: tuple[Kind, ...] = ("place", "group", "rule", "near")
 _PREFIXED = ("place", "group", "near")
 _SEVERITY = {"high": 3, "medium": 2, "low": 1}
-EARTH_RADIUS_KM = 6371.0088
 
 
 @dataclass(frozen=True)
@@ -66,13 +65,6 @@ def chat_kind(chat_id: str) -> str:
     if chat_id.startswith("@"):
         return "channel"
     return "group" if chat_id.startswith("-") else "private"
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 # --- chats -------------------------------------------------------------------------------------

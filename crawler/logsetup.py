@@ -34,6 +34,7 @@ def quiet_libraries() -> None:
 
 
 def _url(item) -> str:
+    item = getattr(item, "article", item)  # crawler.pipelines.Cleaned wraps the Article
     return str(getattr(item, "url", None) or type(item).__name__)
 
 

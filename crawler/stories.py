@@ -41,18 +41,30 @@ def shingles(text: str, size: int = SHINGLE) -> set[bytes]:
     return {" ".join(words[i : i + size]).encode("utf-8") for i in range(max(0, len(words) - size + 1))}
 
 
+_PERMUTATIONS = None  # generated once per process: MinHash() draws them from a seeded RNG each time
+
+
+def _permutations():
+    global _PERMUTATIONS  # noqa: PLW0603 - a cache of constants
+    if _PERMUTATIONS is None:
+        _PERMUTATIONS = MinHash(num_perm=NUM_PERM, scheme=SCHEME).permutations
+    return _PERMUTATIONS
+
+
 def signature_of(text: str) -> bytes | None:
     """The MinHash of ``text`` as bytes (stored in articles.signature), or None if too short."""
     grams = shingles(text)
     if len(grams) < MIN_SHINGLES:
         return None
-    m = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
+    m = MinHash(num_perm=NUM_PERM, permutations=_permutations(), scheme=SCHEME)
     m.update_batch(list(grams))
     return m.hashvalues.astype(np.uint64).tobytes()
 
 
 def _minhash(signature: bytes) -> MinHash:
-    return MinHash(num_perm=NUM_PERM, hashvalues=np.frombuffer(signature, dtype=np.uint64), scheme=SCHEME)
+    return MinHash(
+        hashvalues=np.frombuffer(signature, dtype=np.uint64), permutations=_permutations(), scheme=SCHEME
+    )
 
 
 def new_story_id(url: str) -> str:

@@ -249,6 +249,7 @@ def test_lookout_crawl_and_sources_commands(tmp_path):
         paths = {r.path for r in site.requests}
         agents = {r.user_agent for r in site.requests}
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_quiet(proc.stderr, site)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("rss: ok - fetched 5, new 5, updated 0, duplicates 1, failed 0")
     assert lines[1].split() == [
@@ -274,3 +275,55 @@ def test_lookout_crawl_and_sources_commands(tmp_path):
     out = {line.split()[0]: line for line in listing.stdout.splitlines()[2:]}
     assert " 5 " in out["rss"] and "UTC" in out["rss"]
     assert out["listing"].rstrip().endswith("never crawled")
+
+
+def assert_quiet(stderr: str, site: NewsSite) -> None:
+    """No library chatter, no item repr, no article text on stderr: lookout's own lines only."""
+    for noise in ("DEBUG", "Scraped from", "Crawled (200)", "Overridden settings", "Deprecat", "Enabled"):
+        assert noise not in stderr, (noise, stderr[-2000:])
+    for article in site.articles:
+        assert article.paragraphs[1][:50] not in stderr, article.path
+    ours = ("lookout", "crawler", "rules", "alerts")
+    records = [line.split() for line in stderr.splitlines() if line[:2] == "20"]  # not continuations
+    assert all(r[2] in ("INFO", "WARNING", "ERROR") and r[3].startswith(ours) for r in records), stderr[-2000:]
+
+
+def test_verbose_crawl_logs_debug_but_never_article_text(tmp_path):
+    site = make_site()
+    with site:
+        config = write_config(tmp_path, source("atom", "feed", site.link("/feed/atom.xml")))
+        proc = subprocess.run(
+            [sys.executable, "-m", "lookout.cli", "-v", "--config", str(config), "crawl"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert " DEBUG scrapy" in proc.stderr  # -v does show the library's details
+    assert "Scraped from" not in proc.stderr and "scraped http://127.0.0.1" in proc.stderr
+    for article in site.articles:
+        assert article.paragraphs[1][:50] not in proc.stderr, article.path
+
+
+def test_sources_over_one_site_download_each_article_once(tmp_path):
+    """The demo's case: feed, Atom, sitemap and listing of one site in one run share the claim
+    on each article URL, so each page is downloaded once, not once per source."""
+    site = make_site()
+    with site:
+        config = write_config(
+            tmp_path,
+            source("rss", "feed", site.link("/feed/rss.xml"))
+            + source("atom", "feed", site.link("/feed/atom.xml"))
+            + source("sitemap", "sitemap", site.link("/news-sitemap.xml"))
+            + source("listing", "listing", site.link("/"), "h2.entry-title a"),
+        )
+        report = crawl_in_subprocess(config)
+        downloads = site.article_requests()
+    paths = sorted(a.path for a in site.articles)
+    assert sorted(downloads) == paths  # every article once, none twice
+    got = report["sources"]
+    assert sum(s["fetched"] for s in got.values()) == len(paths)
+    assert sum(s["new"] for s in got.values()) == len(paths)
+    assert sum(s["skipped"] for s in got.values()) == 3 * len(paths)  # "already seen" by another
+    assert all(s["result"] == "ok" for s in got.values()), got
+    assert len(rows(tmp_path, articles)) == len(paths)
