@@ -11,15 +11,16 @@ was found are evaluated.
 from __future__ import annotations
 
 import bisect
+import gc
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import ahocorasick
 
-from rules.fold import fold, fold_with_map, is_short_caps, is_word_char
+from rules.fold import fold, fold_many, fold_with_map, is_short_caps, is_word_char
 from rules.model import Node, Rule, Ruleset, Term, haversine_km
 from rules.types import Document, Match, Mentions, PlaceRef, TermHit
 
@@ -35,9 +36,10 @@ SNIPPET_RADIUS = 120
 MAX_SENTENCE = 360
 
 
-@dataclass(frozen=True)
-class Entry:
-    """What an automaton key stands for: a watched place or group, a keyword, or gazetteer names."""
+class Entry(NamedTuple):
+    """What an automaton key stands for: a watched place or group, a keyword, or gazetteer names.
+
+    A named tuple: index builds make one per name (100,000+), and tuples are cheap to make."""
 
     kind: str  # place | group | keyword | gaz
     target: str  # place/group id, or the folded name for gaz
@@ -59,46 +61,64 @@ class Index:
 
 
 def build_index(ruleset: Ruleset, gazetteer: Gazetteer | None = None) -> Index:
-    entries: dict[str, list[Entry]] = defaultdict(list)
+    # A build makes a few hundred thousand small acyclic objects (tuples, lists, strings): the
+    # cyclic garbage collector, triggered over and over by them, would take a third of the time
+    # at 100,000 names while finding nothing to free. Paused for the build, then restored.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_index(ruleset, gazetteer)
+    finally:
+        if paused:
+            gc.enable()
 
-    def add(name: str, kind: str, target: str, *, sensitive: bool = False, key: tuple[str, ...] = ()) -> None:
-        folded = fold(name)
-        if not folded.strip():
-            return
-        short = is_short_caps(name) and not sensitive
-        cs = fold(name, casefold=False) if sensitive or short else None
-        entry = Entry(kind, target, cs, key=key, short_caps=short)
-        bucket = entries[folded]
-        if entry not in bucket:
-            bucket.append(entry)
 
-    for place in ruleset.places.values():
-        for name in place.names:
-            add(name, "place", place.id)
-    for group in ruleset.groups.values():
-        for name in group.names:
-            add(name, "group", group.id)
+def _build_index(ruleset: Ruleset, gazetteer: Gazetteer | None) -> Index:
+    # Names are gathered first and folded in one call, each with the Entry its place, group or
+    # keyword shares: per-name Python work is what a 100,000-name build spends its time on.
+    names: list[str] = []
+    owners: list[tuple[Entry, bool]] = []  # (shared entry, case-sensitive), per name
+    for kind, owner in [("place", p) for p in ruleset.places.values()] + [
+        ("group", g) for g in ruleset.groups.values()
+    ]:
+        shared = (Entry(kind, owner.id), False)
+        names.append(owner.name)
+        names.extend(owner.aliases)
+        owners.extend([shared] * (1 + len(owner.aliases)))
     term_rules: dict[tuple[str, ...], set[str]] = defaultdict(set)
     regex_patterns: dict[str, None] = {}
     areas: dict[str, None] = {}
     for rule in ruleset.rules.values():
         for term in rule.expr.terms():
             if term.kind == "keyword":
-                add(term.value, "keyword", term.value, sensitive=term.case_sensitive, key=term.key)
+                names.append(term.value)
+                owners.append((Entry("keyword", term.value, key=term.key), term.case_sensitive))
             elif term.kind == "regex":
                 regex_patterns[term.value] = None
             elif term.kind == "area":
                 areas[term.value] = None
         for key in anchor_keys(rule):
             term_rules[key].add(rule.id)
+
+    entries: dict[str, list[Entry]] = {}
+    for folded, name, (entry, sensitive) in zip(fold_many(names), names, owners, strict=True):
+        if not folded or folded.isspace():
+            continue
+        if sensitive or is_short_caps(name):
+            entry = entry._replace(cs_form=fold(name, casefold=False), short_caps=not sensitive)
+        bucket = entries.get(folded)
+        if bucket is None:
+            entries[folded] = [entry]
+        elif entry not in bucket:
+            bucket.append(entry)
     if gazetteer is not None:
         for folded, capital in gazetteer.names():
-            entries[folded].append(Entry("gaz", folded, capital=capital))
+            entries.setdefault(folded, []).append(Entry("gaz", folded, capital=capital))
     automaton = None
     if entries:
         automaton = ahocorasick.Automaton()
         for folded, bucket in entries.items():
-            automaton.add_word(folded, (len(folded), tuple(bucket)))
+            automaton.add_word(folded, _key_value(folded, bucket))
         automaton.make_automaton()
     regexes, regex_set = _compile_regexes(list(regex_patterns))
     order = {rid: i for i, rid in enumerate(ruleset.rules)}
@@ -111,6 +131,22 @@ def build_index(ruleset: Ruleset, gazetteer: Gazetteer | None = None) -> Index:
         gazetteer,
         len(entries),
     )
+
+
+def _key_value(folded: str, bucket: list[Entry]) -> tuple:
+    """What the automaton returns for a key: its length, its entries, and, when no entry needs a
+    check against the original text (the usual case), its names and keywords already split."""
+    entries = tuple(bucket)
+    if len(entries) == 1:  # most keys: one name of one place
+        e = entries[0]
+        if e.cs_form is not None or e.short_caps or e.capital:
+            return (len(folded), entries, None)
+        return (len(folded), entries, ((), entries) if e.kind == "keyword" else (entries, ()))
+    if any(e.cs_form is not None or e.short_caps or e.capital for e in entries):
+        return (len(folded), entries, None)
+    named = tuple(e for e in entries if e.kind != "keyword")
+    kws = tuple(e for e in entries if e.kind == "keyword")
+    return (len(folded), entries, (named, kws))
 
 
 # How common a term kind tends to be: a rule is indexed under its most specific necessary terms.
@@ -202,8 +238,17 @@ def _is_arabic(ch: str) -> bool:
 def _shouting(text: str, start: int, end: int) -> bool:
     """Is the text around a hit written in capitals, so "IS" there may be the verb?"""
     around = text[max(0, start - 40) : start] + text[end : end + 40]
-    letters = [c for c in around if c.isalpha() and c.lower() != c.upper()]
-    return len(letters) >= 8 and sum(c.isupper() for c in letters) >= 0.7 * len(letters)
+    if around.isascii():  # the usual case, counted in C: cased letters are A-Z and a-z
+        raw = around.encode()
+        letters = len(raw.translate(None, _NOT_ASCII_LETTER))
+        return letters >= 8 and len(raw.translate(None, _NOT_ASCII_UPPER)) >= 0.7 * letters
+    cased = [c for c in around if c.isalpha() and c.lower() != c.upper()]
+    return len(cased) >= 8 and sum(c.isupper() for c in cased) >= 0.7 * len(cased)
+
+
+_ASCII_UPPER = bytes(range(ord("A"), ord("Z") + 1))
+_NOT_ASCII_UPPER = bytes(b for b in range(128) if b not in _ASCII_UPPER)
+_NOT_ASCII_LETTER = bytes(b for b in _NOT_ASCII_UPPER if not chr(b).islower())
 
 
 def _entry_ok(entry: Entry, original: str, text: str, start: int, end: int) -> bool:
@@ -227,17 +272,24 @@ def find_names(
     folded, fmap = fold_with_map(text)
     names: list[NameHit] = []
     keywords: list[NameHit] = []
-    for end, (length, bucket) in automaton.iter(folded):
+    size = len(folded)
+    for end, (length, bucket, split) in automaton.iter(folded):
         start, stop = end - length + 1, end + 1
-        if not _boundary_ok(folded, start, stop):
+        # Word boundaries, inlined from _boundary_ok for the common case: spaces around the hit.
+        if (stop < size and is_word_char(folded[stop]) and is_word_char(folded[end])) or (
+            start > 0 and is_word_char(folded[start - 1]) and not _boundary_ok(folded, start, stop)
+        ):
             continue
-        o_start, o_end = fmap[start], fmap[stop - 1] + 1
+        o_start, o_end = fmap[start], fmap[end] + 1
         original = text[o_start:o_end]
-        valid = tuple(e for e in bucket if _entry_ok(e, original, text, o_start, o_end))
-        if not valid:
-            continue
-        named = tuple(e for e in valid if e.kind != "keyword")
-        kws = tuple(e for e in valid if e.kind == "keyword")
+        if split is None:
+            valid = tuple(e for e in bucket if _entry_ok(e, original, text, o_start, o_end))
+            if not valid:
+                continue
+            named = tuple(e for e in valid if e.kind != "keyword")
+            kws = tuple(e for e in valid if e.kind == "keyword")
+        else:
+            named, kws = split
         if named:
             names.append(NameHit(field_name, o_start, o_end, original, named))
         if kws:
@@ -394,8 +446,9 @@ def scan(doc: Document, ruleset: Ruleset) -> Mentions:
     return Mentions(tuple(places.values()), tuple(groups), tuple(hits))
 
 
-def _hit_order(h: TermHit) -> tuple[int, int, int]:
-    return (FIELDS.index(h.field) if h.field in FIELDS else -1, h.start, h.end)
+def _hit_order(h: TermHit) -> tuple[int, int, int, str, str]:
+    # kind and ref break ties, so two hits on one name (place and area) keep one order everywhere
+    return (FIELDS.index(h.field) if h.field in FIELDS else -1, h.start, h.end, h.kind, h.ref)
 
 
 def _holds(
@@ -414,13 +467,15 @@ def _holds(
 
 
 class _WordPositions:
-    """Word index of a character offset, title words first, for ``within``."""
+    """Word index of a character offset, title words first, for ``within``; and the sentence
+    bounds already found, shared by every rule's snippet for the same document."""
 
     _WORD = re.compile(r"\w+")
 
     def __init__(self, doc: Document):
         self.doc = doc
         self._starts: dict[str, list[int]] = {}
+        self.bounds: dict[tuple[str, int, int], tuple[int, int, bool]] = {}
 
     def _field(self, name: str) -> list[int]:
         if name not in self._starts:
@@ -461,10 +516,17 @@ def evaluate(
         if used is None:
             return None
     used = sorted(set(used), key=_hit_order)
-    return _build_match(rule, used, found, doc, ruleset)
+    return _build_match(rule, used, found, doc, ruleset, words.bounds if words else None)
 
 
-def _build_match(rule: Rule, hits: list[TermHit], found: Analysis, doc: Document, ruleset: Ruleset) -> Match:
+def _build_match(
+    rule: Rule,
+    hits: list[TermHit],
+    found: Analysis,
+    doc: Document,
+    ruleset: Ruleset,
+    bounds: dict[tuple[str, int, int], tuple[int, int, bool]] | None = None,
+) -> Match:
     places: dict[tuple[str, str | None], PlaceRef] = {}
     groups: dict[str, None] = {}
     used = set(hits)
@@ -483,7 +545,7 @@ def _build_match(rule: Rule, hits: list[TermHit], found: Analysis, doc: Document
     for ref in places.values():
         if ref.id not in by_id or (by_id[ref.id].area is None and ref.area is not None):
             by_id[ref.id] = ref
-    snippet, marks = make_snippet(doc, hits)
+    snippet, marks = make_snippet(doc, hits, bounds)
     return Match(
         rule_id=rule.id,
         title=rule.title,
@@ -500,8 +562,14 @@ def _build_match(rule: Rule, hits: list[TermHit], found: Analysis, doc: Document
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|\n\s*")
 
 
-def make_snippet(doc: Document, hits: list[TermHit]) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """The sentence with the most distinct terms (body first), or ±120 characters, with marks."""
+def make_snippet(
+    doc: Document,
+    hits: list[TermHit],
+    bounds: dict[tuple[str, int, int], tuple[int, int, bool]] | None = None,
+) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """The sentence with the most distinct terms (body first), or ±120 characters, with marks.
+
+    ``bounds`` caches sentence bounds per hit across the rules matched on one document."""
     for field_name in ("text", "title"):
         in_field = [h for h in hits if h.field == field_name]
         if in_field:
@@ -511,14 +579,23 @@ def make_snippet(doc: Document, hits: list[TermHit]) -> tuple[str, tuple[tuple[i
     text = getattr(doc, field_name) or ""
     best: tuple[int, int, int, int, bool] | None = None  # (-distinct, length, start, end, clipped)
     ordered = sorted(in_field, key=lambda x: x.start)
+    if bounds is None:
+        bounds = {}
+    around = []  # the sentence bounds of each hit, in order
+    for h in ordered:
+        key = (field_name, h.start, h.end)
+        if key not in bounds:
+            bounds[key] = _sentence_bounds(text, h.start, h.end)
+        around.append(bounds[key])
     for i, h in enumerate(ordered):
         # A snippet may run over two or three short sentences when the terms sit in neighbouring
         # ones ("...town of Marea. ... Islamic State ..."): the alert must show what matched.
-        for last in ordered[i:]:
+        start, _, clipped_left = around[i]
+        for j in range(i, len(ordered)):
+            last = ordered[j]
             if last.end - h.start > MAX_SENTENCE:
                 break
-            start, _, clipped_left = _sentence_bounds(text, h.start, h.end)
-            _, end, clipped_right = _sentence_bounds(text, last.start, last.end)
+            _, end, clipped_right = around[j]
             if end - start > 2 * MAX_SENTENCE:
                 continue
             distinct = len({(x.kind, x.ref) for x in in_field if x.start >= start and x.end <= end})
@@ -526,7 +603,7 @@ def make_snippet(doc: Document, hits: list[TermHit]) -> tuple[str, tuple[tuple[i
             if best is None or candidate < best:
                 best = candidate
     if best is None:  # every window too long: the first hit's sentence or ±120 characters
-        start, end, clipped = _sentence_bounds(text, ordered[0].start, ordered[0].end)
+        start, end, clipped = around[0]
         best = (0, end - start, start, end, clipped)
     _, _, start, end, clipped = best
     while start < end and text[start].isspace():  # trim, keeping offsets right
