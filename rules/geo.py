@@ -24,19 +24,38 @@ def compass(bearing: float) -> str:
 
 
 def describe_position(place: PlaceRef, ruleset: Ruleset, *, max_km: float = 150.0) -> str | None:
-    """ "9 km SE of Azaz" from the nearest other watched place; None for a watched place's own
-    position (or nothing within ``max_km``)."""
-    best = None
-    for other in ruleset.places.values():
-        if other.id == place.id:
-            continue
-        d = haversine_km(other.lat, other.lon, place.lat, place.lon)
-        if d < 0.5:  # the same place (a gazetteer spelling of a watched town)
-            return None
-        if best is None or d < best[0]:
-            best = (d, other)
-    if best is None or best[0] > max_km:
+    """ "9 km E of Azaz": the place's position from a landmark a reader knows.
+
+    Landmarks are the places areas are drawn ``around`` (Azaz for the Azaz corridor): the one
+    whose area the place satisfied, else the nearest landmark, else the nearest other watched
+    place. None when the place is itself the landmark (or nothing lies within ``max_km``)."""
+    landmarks = {a.around for a in ruleset.areas.values() if a.around in ruleset.places}
+    if place.id in landmarks:
         return None
-    d, other = best
+    area = ruleset.areas.get(place.area) if place.area else None
+    if area is not None and area.around in ruleset.places:
+        return _relative(place, ruleset.places[area.around], max_km)
+    for pool in (landmarks, ruleset.places):
+        best = None
+        for other_id in pool:
+            other = ruleset.places[other_id]
+            if other.id == place.id:
+                continue
+            d = haversine_km(other.lat, other.lon, place.lat, place.lon)
+            if d < 0.5:  # the same place (a gazetteer spelling of a watched town)
+                return None
+            if d <= max_km and (best is None or d < best[0]):
+                best = (d, other)
+        if best is not None:
+            return _relative(place, best[1], max_km)
+    return None
+
+
+def _relative(place: PlaceRef, other, max_km: float) -> str | None:
+    d = haversine_km(other.lat, other.lon, place.lat, place.lon)
+    if d < 0.5:
+        return None
+    if d > max_km:
+        return None
     direction = compass(bearing_deg(other.lat, other.lon, place.lat, place.lon))
     return f"{d:.0f} km {direction} of {other.name}"

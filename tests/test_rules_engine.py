@@ -276,7 +276,9 @@ def test_area_sees_gazetteer_place_and_not_far_away_one(gaz_ruleset, ruleset):
     place = next(p for p in m.places if p.area == "north-aleppo")
     assert place.name == "Tall Rif‘at" and place.id == "geonames:163345" and not place.watched
     assert place.distance_km is not None and 0 < place.distance_km < 50
-    assert describe_position(place, gaz_ruleset) == "6 km S of Kafr Kalbin"  # 5.6 km S, 2.1 km W
+    # From the landmark a reader knows (the place the Azaz corridor is drawn around), not the
+    # nearest hamlet.
+    assert describe_position(place, gaz_ruleset) == "13 km S of Azaz"  # about 12.5 km S, 4 km E
     check_evidence(near, m)
     far = Text(text="IS fighters shelled Mosul overnight.")
     assert rule_ids(far, gaz_ruleset) == []
@@ -414,4 +416,8 @@ def test_describe_position(ruleset):
     assert describe_position(near_azaz, ruleset) is None  # the watched town itself
     assert describe_position(
         PlaceRef(kafrah.id, kafrah.name, kafrah.lat, kafrah.lon, True), ruleset
-    ).endswith("of Jarez")
+    ) == "9 km SE of Azaz"
+    # The area the place satisfied names its own landmark.
+    assert describe_position(
+        PlaceRef(kafrah.id, kafrah.name, kafrah.lat, kafrah.lon, True, area="azaz-corridor"), ruleset
+    ) == "9 km SE of Azaz"
