@@ -4,6 +4,7 @@ errors (``file:line:col: message``, all at once) like every other YAML file Look
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,18 +45,9 @@ class Source(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Source:
-        given = [k for k in ("feed", "sitemap", "listing") if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError(
-                "give exactly one of feed, sitemap, listing"
-                + (f" (found {', '.join(given)})" if given else "")
-            )
-        if self.listing and not self.follow:
-            raise ValueError("a listing source needs 'follow': the CSS selector of its article links")
-        if self.follow and not self.listing:
-            raise ValueError("'follow' only applies to a listing source")
-        if self.every.total_seconds() <= 0:
-            raise ValueError("'every' must be a positive duration")
+        problems = structure_problems(self.model_dump())
+        if problems:
+            raise ValueError(problems[0][1])
         return self
 
     @property
@@ -65,6 +57,26 @@ class Source(BaseModel):
     @property
     def url(self) -> str:
         return self.feed or self.sitemap or self.listing or ""
+
+
+def structure_problems(item: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """Rules across fields, as (key to point at, message). Checked on the raw mapping too, so they
+    are reported even when a field of the same source is also wrong (all errors at once)."""
+    problems: list[tuple[str | None, str]] = []
+    given = [k for k in ("feed", "sitemap", "listing") if item.get(k)]
+    if len(given) != 1:
+        problems.append((
+            given[1] if len(given) > 1 else None,
+            "give exactly one of feed, sitemap, listing" + (f" (found {', '.join(given)})" if given else ""),
+        ))
+    if item.get("listing") and not item.get("follow"):
+        problems.append(("listing", "a listing source needs 'follow': the CSS selector of its article links"))
+    if item.get("follow") and not item.get("listing"):
+        problems.append(("follow", "'follow' only applies to a listing source"))
+    every = item.get("every")
+    if isinstance(every, timedelta) and every.total_seconds() <= 0:
+        problems.append(("every", "'every' must be a positive duration"))
+    return problems
 
 
 def parse_sources(data: Any, origin: str) -> list[Source]:
@@ -87,20 +99,28 @@ def parse_sources(data: Any, origin: str) -> list[Source]:
                 "each source must be a mapping (name, feed|sitemap|listing, every)",
             )
             continue
+        name = item.get("name")
+        if isinstance(name, str) and name in seen:
+            errors.add(
+                node_location(origin, item, "name"),
+                f"duplicate source name '{name}' (first used by source {seen[name] + 1})",
+            )
+        elif isinstance(name, str):
+            seen[name] = i
+        problems = structure_problems(item)
+        for key, message in problems:
+            errors.add(node_location(origin, item, key), f"source {i + 1}: {message}")
         try:
             source = Source.model_validate(dict(item))
         except ValidationError as exc:
-            for e in pydantic_errors(origin, item, exc):
+            located = pydantic_errors(origin, item, exc)
+            for raw, e in zip(exc.errors(), located, strict=True):
+                if not raw.get("loc") and problems:
+                    continue  # the cross-field problem, already reported at its key above
                 errors.add(e.location, f"source {i + 1}: {e.message}")
             continue
-        if source.name in seen:
-            errors.add(
-                node_location(origin, item, "name"),
-                f"duplicate source name '{source.name}' (first used by source {seen[source.name] + 1})",
-            )
-            continue
-        seen[source.name] = i
-        out.append(source)
+        if not problems:
+            out.append(source)
     errors.raise_if_any()
     return out
 

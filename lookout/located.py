@@ -140,6 +140,7 @@ def pydantic_errors(path: str, root: Any, exc: Any) -> list[LocatedError]:
         if err.get("type") == "extra_forbidden":
             message = f"unknown key '{loc[-1]}'" if loc else "unknown key"
         else:
-            message = f"{field}: {err.get('msg')}" if field else str(err.get("msg"))
+            text = str(err.get("msg")).removeprefix("Value error, ")
+            message = f"{field}: {text}" if field else text
         out.append(LocatedError(where, message))
     return out

@@ -52,7 +52,9 @@ def test_sources_file_errors_are_all_located(tmp_path):
     assert "exactly one of feed, sitemap, listing" in text
     assert "not a duration" in text
     assert "unknown key 'colour'" in text
-    assert lines == ["2", "5", "11", "15"]  # each error on its own line: the unknown key on line 15
+    assert "needs 'follow'" in text and "duplicate source name 'both'" in text
+    # Every error at once, each at its own line, even several in one source (3: follow and every).
+    assert lines == ["2", "7", "10", "11", "12", "15"]
     assert all(str(e).startswith(f"{path}:") for e in info.value.errors)
 
 
