@@ -101,7 +101,9 @@ def extract_body(body: bytes, encoding: str, url: str, hints: Hints) -> Extracte
     from lookout.ingest import Analysed
 
     doc = _Doc(found.title or hints.title or "", found.text, found.language or hints.language, hints.source)
-    analysed = Analysed(tuple(rules.match(doc, _RULESET)), rules.scan(doc, _RULESET))
+    found_matches = tuple(rules.match(doc, _RULESET))
+    evidence = tuple(m.to_json() for m in found_matches)  # serialised here, not on the writer
+    analysed = Analysed(found_matches, rules.scan(doc, _RULESET), evidence)
     return replace(found, analysed=analysed)
 
 

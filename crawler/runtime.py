@@ -11,6 +11,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,7 +27,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 64  # articles per transaction at most
-BATCH_WAIT = 0.25  # seconds the writer waits for a batch to fill (one fsync per batch, not per article)
+# A batch closes BATCH_WAIT seconds after its first article at the latest (group commit: one
+# fsync per batch, not per article). The deadline counts from the first article, not the last:
+# the articles of a batch hold their responses' slots in Scrapy until stored, so waiting for a
+# batch to fill would stall the crawl once every slot is waiting on the writer.
+BATCH_WAIT = 0.05
 
 
 class Ingestor(Protocol):
@@ -121,9 +126,10 @@ class IngestWriter:
             if first is None:
                 break
             batch = [first]
+            deadline = time.monotonic() + self.wait
             try:
                 while len(batch) < self.batch_size:
-                    more = self._queue.get(timeout=self.wait)
+                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                     if more is None:
                         closing = True
                         break

@@ -32,6 +32,21 @@ TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 
 ITEM_PIPELINES = {"crawler.pipelines.StorePipeline": 300}
 
+# Per-response work a feed crawl does not need, off the reactor's hot path: no HTTP auth, no
+# depth bookkeeping (spiders follow index -> article only), no meta-copy debug check; meta
+# refresh is still followed, without decoding every page to look for it. (RefererMiddleware
+# stays: the redirect middlewares rely on it.)
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware": None,
+    "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+    "crawler.middlewares.CheapMetaRefreshMiddleware": 580,
+}
+SPIDER_MIDDLEWARES = {
+    "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
+    "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware": None,
+}
+EXTENSIONS = {"scrapy.extensions.memdebug.MemoryDebugger": None, "scrapy.extensions.feedexport.FeedExporter": None}
+
 
 def user_agent(config) -> str:
     from lookout import __version__

@@ -35,6 +35,9 @@ class Analysed:
 
     matches: tuple[Match, ...]
     mentions: Mentions
+    # Each match's to_json(), made where matching ran (the crawl's workers), so the writer
+    # does not serialise matches on the crawl's main process; empty: serialise at ingest.
+    evidence: tuple[str, ...] = ()
 
 
 @dataclass
@@ -113,13 +116,14 @@ class Ingestor:
         # Only a first sighting alerts: an update at the same URL never alerts again.
         if saved.status == "new":
             found = list(analysed.matches) if analysed else rules.match(article, ruleset)
+            made = analysed.evidence if analysed and len(analysed.evidence) == len(found) else None
             match_ids: dict[str, int] = {}
-            for m in found:
+            for i, m in enumerate(found):
                 insert_ignore(
                     conn,
                     matches,
                     {"article_id": saved.article_id, "rule_id": m.rule_id,
-                     "evidence": _evidence(m), "created_at": now},
+                     "evidence": _evidence(m, made[i] if made else None), "created_at": now},
                 )
                 match_ids[m.rule_id] = conn.execute(
                     matches.select()
@@ -159,10 +163,10 @@ class Ingestor:
         t.outcomes.append(outcome)
 
 
-def _evidence(m: Match) -> dict:
+def _evidence(m: Match, made: str | None = None) -> dict:
     import json
 
-    return json.loads(m.to_json())
+    return json.loads(made if made is not None else m.to_json())
 
 
 def build_ingestor(config, *, store: Store | None = None, ruleset=None) -> Ingestor:
