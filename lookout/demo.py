@@ -9,6 +9,7 @@ console (and, when asked, to a Bot API server) through the real outbox and dispa
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 import time
 from collections.abc import Sequence
@@ -106,6 +107,9 @@ def run_demo(
     from rules.gazetteer import gazetteer_for
 
     started = time.monotonic()
+    # The demo prints its own progress and summary; per-article log lines would bury them.
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("lookout.ingest").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="lookout-demo-") as tmp, NewsSite.from_seeds(
         seeds_dir or SEEDS_DIR
     ) as site:

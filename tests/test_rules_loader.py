@@ -150,6 +150,34 @@ topics: []
         assert fragment in text, f"missing {fragment!r} in:\n{text}"
 
 
+def test_bad_radius_does_not_hide_a_bad_centre(tmp_path):
+    f = write(
+        tmp_path,
+        "r.yaml",
+        """\
+places:
+  azaz: {name: Azaz, at: [36.58, 37.04]}
+areas:
+  ring:
+    around: azazz
+    radius_km: -3
+  dot:
+    around: [136.0, 37.0]
+    radius_km: 0
+""",
+    )
+    with pytest.raises(LocatedErrors) as info:
+        load_ruleset([f])
+    text = str(info.value)
+    for fragment in (
+        ":5:13: place: unknown place id 'azazz' (did you mean 'azaz'?)",
+        ":6:16: area 'ring': radius_km: expected a positive number",
+        ":8:13: area 'dot': around: latitude 136.0 out of range",
+        ":9:16: area 'dot': radius_km: expected a positive number",
+    ):
+        assert fragment in text, f"missing {fragment!r} in:\n{text}"
+
+
 def test_geojson_area_relative_to_file(tmp_path):
     fence = {
         "type": "Feature",
