@@ -16,6 +16,7 @@ import hashlib
 import html
 import inspect
 import logging
+import re
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -47,6 +48,7 @@ T = TypeVar("T")
 Callback = Callable[..., Awaitable[str | None] | str | None]
 esc = html.escape
 MAX_REPLY = 4000  # under Telegram's 4096, leaving room for a closing line
+_TAG = re.compile(r"<[^>]*>")
 BUTTON_MUTE = timedelta(hours=24)
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
@@ -75,7 +77,27 @@ MAX_NEAR_KM = 500.0
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= MAX_REPLY else text[: MAX_REPLY - 1].rsplit("\n", 1)[0] + "\n…"
+    """A reply within MAX_REPLY, cut at a line end (each line's tags are balanced) so no tag or
+    entity is split; one over-long line goes out as its visible text, cut and escaped again."""
+    if len(text) <= MAX_REPLY:
+        return text
+    head = text[: MAX_REPLY - 2]
+    if "\n" in head:
+        return head.rsplit("\n", 1)[0] + "\n…"
+    out, size = [], 0
+    for ch in html.unescape(_TAG.sub("", text)):
+        piece = esc(ch)
+        if size + len(piece) > MAX_REPLY - 1:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out) + "…"
+
+
+def _echo(user_text: str, limit: int = 80) -> str:
+    """User input quoted back in a reply: shortened, escaped."""
+    text = " ".join(user_text.split())
+    return esc(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def _chat_kind(telegram_type: str | None) -> str:
@@ -146,7 +168,7 @@ class BotHandlers:
 
     def unknown_reply(self, query: str, what: str = "place, group or rule") -> str:
         suggestions = self.ruleset_provider().suggest(query, n=3)
-        text = f"Unknown {what} “{esc(query)}”."
+        text = f"Unknown {what} “{_echo(query)}”."
         if suggestions:
             text += " Did you mean: " + ", ".join(f"<code>{esc(s)}</code>" for s in suggestions) + "?"
         return text + "\nUse a place, group or rule id, name or alias from the rule files."
@@ -215,7 +237,7 @@ class BotHandlers:
             if resolved is None:
                 await self.reply(update, self.unknown_reply(query, "place"))
             else:
-                not_place = f"“{esc(query)}” is a {resolved.kind}, not a place."
+                not_place = f"“{_echo(query)}” is a {resolved.kind}, not a place."
                 await self.reply(update, f"{not_place} {esc(NEAR_USAGE)}")
             return
         chat_id = await self.touch_chat(update)
@@ -240,7 +262,7 @@ class BotHandlers:
             if not subs:
                 await self.reply(update, "This chat watches nothing.")
             else:
-                missing = f"This chat does not watch “{esc(query)}”. See /list."
+                missing = f"This chat does not watch “{_echo(query)}”. See /list."
                 await self.reply(update, f"{missing} {esc(UNWATCH_USAGE)}")
             return
         sub = keys[target]

@@ -167,7 +167,7 @@ class Dispatcher:
             return
         released = any(r.held for r in rows)
         hold_until = _release_time(chat, now)
-        if hold_until is not None and (not released or (chat.muted_until and chat.muted_until > now)):
+        if hold_until is not None and (not released or _silenced(chat, now)):
             with self.store.begin() as conn:
                 ob.mark_held(conn, [r.id for r in rows], hold_until, now)
             summary.held += len(rows)
@@ -397,6 +397,16 @@ def _release_time(chat: Any, now: datetime) -> datetime | None:
     except ImportError:
         return None
     return release_time(chat, now)
+
+
+def _silenced(chat: Any, now: datetime) -> bool:
+    """Muted or in quiet hours right now: even a digest that is due waits (a dispatcher that was
+    down when the quiet hours ended must not release it in the next night's quiet hours)."""
+    from alerts.chatprefs import ChatPrefs, in_quiet_hours
+
+    if chat.muted_until and chat.muted_until > now:
+        return True
+    return in_quiet_hours(ChatPrefs.from_row(chat), now)
 
 
 async def _send_plain(sender: Sender, chat_id: str, html: str, buttons: Sequence[Any]) -> int:

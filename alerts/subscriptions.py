@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
-from lookout.store import chats, insert_ignore, rule_mutes, subscriptions, utcnow
+from lookout.store import chats, insert_ignore, outbox, rule_mutes, subscriptions, utcnow
 from rules.geo import haversine_km
 from rules.types import Match, Mentions
 
@@ -94,9 +94,18 @@ def get_chat(conn: Connection, chat_id: str) -> Any | None:
 
 
 def set_chat_prefs(conn: Connection, chat_id: str, **values: Any) -> None:
-    """Update preference columns (muted_until, quiet_start, quiet_end, digest, digest_at, pins)."""
+    """Update preference columns (muted_until, quiet_start, quiet_end, digest, digest_at, pins).
+
+    Alerts already held under the old preferences become due now: the dispatcher holds them
+    again if the new ones still say so, else sends them (``/unmute`` must not wait for the old
+    mute's end)."""
     ensure_chat(conn, chat_id)
     conn.execute(update(chats).where(chats.c.chat_id == str(chat_id)).values(**values))
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.chat_id == str(chat_id), outbox.c.state == "pending", outbox.c.held.is_(True))
+        .values(next_attempt_at=utcnow())
+    )
 
 
 def set_paused(conn: Connection, chat_id: str, paused: bool, reason: str | None = None) -> None:

@@ -171,6 +171,7 @@ class FakeBotAPI:
         self.blocked: set[str] = set()
         self.unknown_chats: set[str] = set()
         self.delay = 0.0  # seconds before answering each send method
+        self._slow_next: collections.deque[float] = collections.deque()
         self._fail_next: collections.deque[tuple[int, str]] = collections.deque()
         self._force_429: list[tuple[str | None, int]] = []  # (chat or None: any chat, retry_after)
         self._flood_until: dict[str, float] = {}
@@ -227,6 +228,11 @@ class FakeBotAPI:
     def fail_next(self, n: int, status: int = 500, description: str = "Internal Server Error") -> None:
         with self.lock:
             self._fail_next.extend([(status, description)] * n)
+
+    def slow_next(self, n: int, seconds: float) -> None:
+        """The next ``n`` sends are accepted (and recorded) but answered only after ``seconds``."""
+        with self.lock:
+            self._slow_next.extend([seconds] * n)
 
     def force_429(self, chat_id: int | str | None = None, retry_after: int = 1, times: int = 1) -> None:
         """The next ``times`` sends (to that chat, or any chat) answer 429 and flood-wait the chat."""
@@ -322,9 +328,14 @@ class FakeBotAPI:
         with self.lock:
             self.calls.append((method, params))
         if method in SEND_METHODS:
+            with self.lock:
+                late = self._slow_next.popleft() if self._slow_next else 0.0
             if self.delay:
                 time.sleep(self.delay)
-            return self._send(method, params)
+            result = self._send(method, params)
+            if late:
+                time.sleep(late)  # done, but the answer comes too late for the client
+            return result
         with self.lock:
             if method == "getMe":
                 return {"id": self.bot_id, "is_bot": True, "first_name": "Lookout",

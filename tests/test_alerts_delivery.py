@@ -390,3 +390,84 @@ def test_cli_send_without_token(tmp_path, capsys):
     ctx = AppContext(load_config(cfg_file, env={}))
     assert send_cmd.run(argparse.Namespace(max_wait=60.0), ctx) == 1
     assert "no Telegram bot token" in capsys.readouterr().err
+
+
+def test_timed_out_send_is_retried_once_so_at_most_one_duplicate(store, fake):
+    # Telegram took the message but answered after our read timeout: maybe delivered.
+    fake.slow_next(1, 1.0)
+    alert(store, ["131"])
+
+    async def go():
+        async with PTBSender(DEFAULT_TOKEN, fake.url, read_timeout=0.3) as sender:
+            return await Dispatcher(store, sender, config(max_attempts=3), backoff_base=0.05).drain()
+
+    summary = asyncio.run(go())
+    assert summary.sent == 1 and summary.failed == 0 and summary.retrying == 1
+    assert len(fake.messages(131)) == 2  # the one that timed out, and its single retry
+    [row] = states(store)["sent"]
+
+
+def test_retry_after_int_or_timedelta_blocks_that_chat_only():
+    from telegram.error import RetryAfter
+
+    from alerts.ratelimit import RateLimiter
+    from alerts.telegram import RetryLater, classify
+
+    for value in (3, timedelta(seconds=3)):
+        outcome = classify(RetryAfter(value), DEFAULT_TOKEN)
+        assert isinstance(outcome, RetryLater) and outcome.retry_after == 3.0
+        clock = [100.0]
+        limiter = RateLimiter(clock=lambda clock=clock: clock[0])
+        limiter.block("7", value)
+        assert limiter.blocked_for("7") == 3.0 and limiter.reserve("7") is None
+        assert limiter.reserve("8") is not None  # other chats keep flowing
+        clock[0] += 3.0
+        assert limiter.reserve("7") is not None
+
+
+def test_unmute_releases_held_alerts_at_once(store, fake):
+    from alerts import subscriptions
+
+    now = utcnow()
+    with store.begin() as conn:
+        conn.execute(chats.insert().values(chat_id="141", kind="private", created_at=now,
+                                           muted_until=now + timedelta(days=30)))
+    alert(store, ["141"], title="Held one")
+    alert(store, ["141"], title="Held two")
+
+    async def go():
+        async with PTBSender(DEFAULT_TOKEN, fake.url) as sender:
+            d = Dispatcher(store, sender, config())
+            held = await d.run_once()
+            with store.begin() as conn:  # what /unmute does
+                subscriptions.set_chat_prefs(conn, "141", muted_until=None)
+            return held, await d.run_once()
+
+    held, released = asyncio.run(go())
+    assert held.held == 2 and released.sent == 2 and released.messages == 1
+    [digest] = fake.messages(141)
+    assert "Held one" in digest.visible and "Held two" in digest.visible
+
+
+def test_held_digest_due_inside_the_next_quiet_hours_waits_for_their_end(store, fake):
+    # The dispatcher was down when the quiet hours ended; it comes back in the next night's.
+    night = datetime(2024, 6, 10, 23, 30, tzinfo=UTC)
+    with store.begin() as conn:
+        conn.execute(chats.insert().values(chat_id="151", kind="private", created_at=night,
+                                           quiet_start="23:00", quiet_end="07:00"))
+    alert(store, ["151"])
+    with store.begin() as conn:
+        conn.execute(update(outbox).values(held=True, next_attempt_at=night - timedelta(hours=16)))
+
+    async def go():
+        async with PTBSender(DEFAULT_TOKEN, fake.url) as sender:
+            clock = [night]
+            d = Dispatcher(store, sender, config(), clock=lambda: clock[0])
+            first = await d.run_once()
+            assert fake.messages() == []
+            clock[0] = datetime(2024, 6, 11, 7, 0, tzinfo=UTC)
+            return first, await d.run_once()
+
+    first, morning = asyncio.run(go())
+    assert first.sent == 0 and first.held == 1
+    assert morning.sent == 1 and len(fake.messages(151)) == 1

@@ -348,3 +348,23 @@ def test_webhook_mode_when_webhook_url_is_set(fake, sqlite_store):
             assert bot.subs() == [("place", "azaz", None)]
 
     asyncio.run(main())
+
+
+def test_long_input_echoed_back_stays_valid_html(fake, sqlite_store):
+    async def scenario(bot: Harness) -> None:
+        reply = await bot.say("/watch " + "&<" * 1500)
+        assert reply.visible.startswith("Unknown place, group or rule “&<&<")  # not "Sorry, ..."
+        assert len(reply.visible) < 400
+
+    drive(fake, sqlite_store, scenario)
+
+
+def test_clipped_replies_never_split_a_tag_or_entity():
+    from fakebotapi import parse_telegram_html
+
+    from alerts.bot import MAX_REPLY, _clip
+
+    for text in ("<b>" + "&amp;" * 1000 + "</b>", "x" * 3990 + "&lt;&gt;" * 10, "<b>a</b>\n" * 500):
+        clipped = _clip(text)
+        assert len(clipped) <= MAX_REPLY
+        assert parse_telegram_html(clipped).rstrip("…\n")
