@@ -305,8 +305,14 @@ def recipients_for(
         .where(rule_mutes.c.chat_id.in_(chat_ids), rule_mutes.c.until > now)
     )}
 
+    # Among equals the rule written first wins: authors list what matters most first.
+    position = {rule_id: i for i, rule_id in enumerate(getattr(ruleset, "rules", {}) or {})}
+
+    def order(c: _Candidate) -> tuple[str, int, str]:
+        return (c.chat_id, position.get(c.match.rule_id, len(position)) if c.match else len(position), c.key)
+
     best: dict[str, _Candidate] = {}
-    for c in sorted(candidates, key=lambda c: (c.chat_id, c.key)):  # ties: a stable choice
+    for c in sorted(candidates, key=order):
         if c.chat_id in paused or (c.chat_id, c.key) in muted:
             continue
         current = best.get(c.chat_id)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from ruamel.yaml.comments import CommentedMap
 
-from lookout.durations import Duration
+from lookout.durations import Duration, parse_duration
 from lookout.located import ErrorCollector, LocatedErrors, load_yaml, node_location, pydantic_errors
 
 _NAME = re.compile(r"^[a-z0-9-]+$")
@@ -74,6 +74,10 @@ def structure_problems(item: dict[str, Any]) -> list[tuple[str | None, str]]:
     if item.get("follow") and not item.get("listing"):
         problems.append(("follow", "'follow' only applies to a listing source"))
     every = item.get("every")
+    try:  # raw YAML holds text ("0m"); a bad spelling is reported by the field's own check
+        every = parse_duration(every) if every is not None else None
+    except (ValueError, TypeError, AttributeError):
+        every = None
     if isinstance(every, timedelta) and every.total_seconds() <= 0:
         problems.append(("every", "'every' must be a positive duration"))
     return problems

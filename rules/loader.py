@@ -314,6 +314,11 @@ class _Builder:
                 self.err(
                     at, f"{what}: radius_km: expected a positive number of kilometres, got {_short(radius)}"
                 )
+                # Still check the centre: every error at once, not one per run.
+                if isinstance(node["around"], str):
+                    self.refs.items.append(("place", str(node["around"]), self.vloc(path, node, "around")))
+                else:
+                    self.latlon(path, node, "around", f"{what}: around")
                 return
             around = node["around"]
             if isinstance(around, str):

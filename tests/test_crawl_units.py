@@ -74,6 +74,9 @@ def test_sources_parse_kinds():
     ]
     with pytest.raises(LocatedErrors, match="needs 'follow'"):
         parse_sources([{"name": "c", "listing": "https://x.example/", "every": "30m"}], "inline")
+    for every in ("0m", 0, "0s"):  # a zero interval would have the scheduler crawl without pause
+        with pytest.raises(LocatedErrors, match="'every' must be a positive duration"):
+            parse_sources([{"name": "a", "feed": "https://x.example/f", "every": every}], "inline")
 
 
 def test_language_detection():
@@ -175,3 +178,21 @@ def test_storage_contract(store):
         )
     assert (updated.status, updated.story_id, updated.alertable) == ("updated", other.story_id, False)
     assert (syndicated.new_story, syndicated.story_id) == (False, other.story_id)
+
+
+def test_sources_check_without_file_checks_the_configured_sources(tmp_path, capsys):
+    from lookout.cli import main
+
+    cfg = tmp_path / "lookout.yaml"
+    cfg.write_text(
+        f"database: sqlite:///{tmp_path / 'db.sqlite'}\nrules: []\nsources:\n"
+        "  - {name: a, feed: 'https://x.example/f', every: 10m}\n"
+        "  - {name: b, sitemap: 'https://x.example/s.xml', every: 0m}\n",
+        encoding="utf-8",
+    )
+    assert main(["--config", str(cfg), "sources", "check"]) == 1
+    err = capsys.readouterr().err
+    assert f"{cfg}:5:" in err and "'every' must be a positive duration" in err
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("every: 0m", "every: 15m"), encoding="utf-8")
+    assert main(["--config", str(cfg), "sources", "check"]) == 0
+    assert capsys.readouterr().out.startswith(f"{cfg}: 2 source(s) OK: a (feed")

@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.request import urlopen
 
 from test_rules_engine import write_dump  # tests/ is on sys.path (rootdir-relative imports)
 from test_rules_loader import EXAMPLES, config
@@ -14,6 +15,7 @@ from test_rules_loader import EXAMPLES, config
 from lookout.cli import main
 from lookout.commands.rules import cmd_backtest, highlight
 from lookout.config import load_config
+from lookout.newssite import NewsSite, arabic_article
 from lookout.store import articles, url_hash, utcnow
 
 PAGE = """<!DOCTYPE html>
@@ -62,6 +64,28 @@ def test_rules_test_html_ignores_page_furniture(tmp_path, capsys):
     marea = next(m for m in result["matches"] if m["rule"] == "is-near-marea")
     assert {"id": "marea", "name": "Marea"}.items() <= marea["places"][0].items()
     assert "Marea" in marea["snippet"] and marea["snippet"][slice(*marea["marks"][0])] in found
+
+
+def test_rules_test_decodes_a_windows_1256_page_from_a_url_or_a_file(tmp_path, capsys):
+    """Charset only in the page's meta (as the crawler reads it), from a URL and a saved file;
+    a failing URL is reported on stderr and the exit status says so."""
+    site = NewsSite([arabic_article()])
+    with site:
+        url = site.link(arabic_article().path)
+        saved = tmp_path / "azaz.html"
+        saved.write_bytes(urlopen(url).read())
+        assert b'<meta charset="windows-1256">' in saved.read_bytes()
+        cfg = str(config(tmp_path))
+        status = main(["--config", cfg, "rules", "test", "--json", url, str(saved), site.link("/fault/404")])
+    captured = capsys.readouterr()
+    assert status == 1 and "/fault/404: cannot read: HTTP 404" in captured.err
+    results = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert [r["article"] for r in results] == [url, str(saved)]
+    for result in results:
+        assert result["title"] == "تنظيم الدولة يتقدم نحو إعزاز"
+        near_azaz = next(m for m in result["matches"] if m["rule"] == "is-near-azaz")
+        found = {(t["kind"], t["found"]) for t in near_azaz["terms"]}
+        assert {("group", "تنظيم الدولة"), ("place", "إعزاز")} <= found
 
 
 def test_rules_test_text_human_output(tmp_path, capsys, seed_files):

@@ -240,6 +240,29 @@ def test_one_alert_per_chat_prefers_the_richest_subscription(store, ruleset):
     assert recipients[0].rule_key == "is-near-azaz" and recipients[0].match is high
 
 
+def test_equal_severity_goes_to_the_rule_written_first(store, tmp_path):
+    from rules import load_ruleset
+
+    # "azaz-shelling" sorts before "is-near-azaz" but is written after it: the file order wins,
+    # whatever the ids' alphabetical order or the order the engine returned the matches in.
+    path = tmp_path / "order.yaml"
+    path.write_text(TINY_RULES + """
+  - id: azaz-shelling
+    title: Shelling in Azaz
+    severity: high
+    all: [{place: azaz}, {keyword: shelling}]
+""", encoding="utf-8")
+    ordered = load_ruleset([path])
+    first = match("is-near-azaz", "high", places=[place("azaz", AZAZ)])
+    later = match("azaz-shelling", "high", places=[place("azaz", AZAZ)])
+    with store.begin() as conn:
+        subs.add(conn, "1", "rule", "azaz-shelling", now=NOW)
+        subs.add(conn, "1", "rule", "is-near-azaz", now=NOW)
+    with store.connect() as conn:
+        recipients = subs.recipients_for(conn, [later, first], Mentions(), ordered, NOW)
+    assert [(r.chat_id, r.rule_key) for r in recipients] == [("1", "is-near-azaz")]
+
+
 def test_near_subscription_of_a_place_gone_from_the_rules_is_ignored(store, ruleset):
     with store.begin() as conn:
         subs.add(conn, "1", "near", "vanished", 50, now=NOW)

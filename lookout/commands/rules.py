@@ -114,29 +114,33 @@ def read_article(ref: str) -> LoadedArticle:
         response = httpx.get(
             ref, follow_redirects=True, timeout=30.0, headers={"User-Agent": "Lookout rules test"}
         )
-        response.raise_for_status()
-        return clean_html(response.text, ref, url=str(response.url))
+        if response.is_error:
+            raise OSError(f"HTTP {response.status_code} {response.reason_phrase}")
+        html = decode_html(response.content, response.headers.get("content-type"))
+        return clean_html(html, ref, url=str(response.url))
     path = Path(ref)
-    raw = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix.lower() in (".html", ".htm"):
-        return clean_html(raw, ref)
+        return clean_html(decode_html(path.read_bytes()), ref)
+    raw = path.read_text(encoding="utf-8-sig", errors="replace")
     lines = raw.strip().split("\n", 1)
     return LoadedArticle(ref, lines[0].strip(), lines[1] if len(lines) > 1 else "", source="file")
 
 
-def clean_html(html: str, name: str, url: str | None = None) -> LoadedArticle:
-    """Title and body text only, as the crawler keeps them: no navigation, related links or footer."""
-    import trafilatura
+def decode_html(body: bytes, content_type: str | None = None) -> str:
+    """Bytes to text as the crawler decodes them: the HTTP charset, else the page's BOM or
+    meta charset, else UTF-8 (a windows-1256 page declared only in its meta comes out right)."""
+    from w3lib.encoding import html_to_unicode
 
-    doc = trafilatura.bare_extraction(
-        html, url=url, with_metadata=True, include_comments=False, include_tables=False, favor_precision=True
-    )
-    if doc is None:
-        return LoadedArticle(name, "", "")
-    get = (lambda k: getattr(doc, k, None)) if not isinstance(doc, dict) else doc.get
-    return LoadedArticle(
-        name, get("title") or "", get("text") or "", get("language"), "file" if url is None else url
-    )
+    return html_to_unicode(content_type, body)[1]
+
+
+def clean_html(html: str, name: str, url: str | None = None) -> LoadedArticle:
+    """Title and body text only, as the crawler keeps them (the same extraction and language
+    detection): no navigation, related links, comments or footer."""
+    from crawler.extract import extract_page
+
+    found = extract_page(html, url or "")
+    return LoadedArticle(name, found.title, found.text, found.language, "file" if url is None else url)
 
 
 def cmd_test(args: argparse.Namespace, ctx: Any) -> int:

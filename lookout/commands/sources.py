@@ -14,23 +14,29 @@ def register(sub) -> None:
     ls = s.add_parser("list", help="each source: last crawl, last success, new in 24 h, last error")
     ls.set_defaults(func=list_sources)
     ck = s.add_parser("check", help="validate a sources file (all errors at once, file:line)")
-    ck.add_argument("file", metavar="FILE")
+    ck.add_argument(
+        "file", metavar="FILE", nargs="?", help="a sources file (default: the configured sources)"
+    )
     ck.set_defaults(func=check)
     p.set_defaults(func=lambda args, ctx: (p.print_usage(sys.stderr), 2)[1])
 
 
 def check(args: argparse.Namespace, ctx) -> int:
-    from crawler.sources import load_sources
+    from crawler.sources import load_sources, sources_from_config
     from lookout.located import LocatedErrors
 
+    # Without FILE: what the crawler would read (a sources file, or `sources:` in lookout.yaml).
+    origin = args.file or (
+        str(ctx.config.resolve(ctx.config.sources)) if isinstance(ctx.config.sources, str) else ctx.config.origin
+    )
     try:
-        found = load_sources(args.file)
+        found = load_sources(args.file) if args.file else sources_from_config(ctx.config)
     except LocatedErrors as exc:
         print(str(exc), file=sys.stderr)
-        print(f"{args.file}: {len(exc.errors)} error(s)", file=sys.stderr)
+        print(f"{origin}: {len(exc.errors)} error(s)", file=sys.stderr)
         return 1
     kinds = ", ".join(f"{s.name} ({s.kind}, every {s.every})" for s in found)
-    print(f"{args.file}: {len(found)} source(s) OK{': ' + kinds if kinds else ''}")
+    print(f"{origin}: {len(found)} source(s) OK{': ' + kinds if kinds else ''}")
     return 0
 
 
