@@ -13,6 +13,7 @@ class Article:
     title: str
     text: str  # body text only: no navigation, related links, comments or footer
     fetched_url: str = ""
+    discovered_url: str | None = None  # the link in the feed, sitemap or listing that led here
     outlet: str | None = None  # the site's own name ("NOW Lebanon"), for the alert footer
     author: str | None = None
     published: datetime | None = None  # timezone-aware UTC

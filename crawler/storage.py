@@ -13,9 +13,10 @@ from typing import Literal
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from crawler.canonical import canonicalize
 from crawler.items import Article
 from crawler.stories import StoryClusterer, signature_of
-from lookout.store import articles, url_hash
+from lookout.store import article_urls, articles, insert_ignore, url_hash
 
 _SPACE = re.compile(r"\s+")
 
@@ -59,6 +60,7 @@ def save_article(
     ).first()
     if row is not None:
         values = {"fetched": fetched, "entry_marker": article.entry_marker}
+        _remember_other_urls(conn, row.id, article)
         if row.content_hash == article.content_hash:
             conn.execute(update(articles).where(articles.c.id == row.id).values(**values))
             return SavedArticle(row.id, row.story_id, "unchanged", True, row.alertable)
@@ -99,7 +101,23 @@ def save_article(
             alertable=alertable,
         )
     )
-    return SavedArticle(int(result.inserted_primary_key[0]), story_id, "new", existing is None, alertable)
+    article_id = int(result.inserted_primary_key[0])
+    _remember_other_urls(conn, article_id, article)
+    return SavedArticle(article_id, story_id, "new", existing is None, alertable)
+
+
+def _remember_other_urls(conn: Connection, article_id: int, article: Article) -> None:
+    """The link that led here and the URL fetched, when they differ from the canonical URL."""
+    others = set()
+    for raw in (article.discovered_url, article.fetched_url):
+        if raw:
+            url = canonicalize(raw)
+            if url != article.url:
+                others.add(url)
+    if others:
+        insert_ignore(conn, article_urls, [
+            {"url_hash": url_hash(u), "url": u, "article_id": article_id} for u in sorted(others)
+        ])
 
 
 def known_articles(conn: Connection, urls: list[str]) -> dict[str, str | None]:
@@ -108,9 +126,14 @@ def known_articles(conn: Connection, urls: list[str]) -> dict[str, str | None]:
     by_hash = {url_hash(u): u for u in urls}
     hashes = list(by_hash)
     for i in range(0, len(hashes), 500):
-        stmt = select(articles.c.url_hash, articles.c.entry_marker).where(
-            articles.c.url_hash.in_(hashes[i : i + 500])
+        chunk = hashes[i : i + 500]
+        canonical = select(articles.c.url_hash, articles.c.entry_marker).where(articles.c.url_hash.in_(chunk))
+        other = (
+            select(article_urls.c.url_hash, articles.c.entry_marker)
+            .join(articles, articles.c.id == article_urls.c.article_id)
+            .where(article_urls.c.url_hash.in_(chunk))
         )
-        for h, marker in conn.execute(stmt):
-            found[by_hash[h]] = marker
+        for stmt in (canonical, other):
+            for h, marker in conn.execute(stmt):
+                found[by_hash[h]] = marker
     return found

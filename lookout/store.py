@@ -135,6 +135,16 @@ articles = Table(
     Column("alertable", Boolean, nullable=False, default=True),  # false when older than crawl.max_age
 )
 
+# Other URLs an article is known under (the feed's link when the page's rel=canonical differs, a
+# redirect's start): new-only discovery recognises the stored article by any of them.
+article_urls = Table(
+    "article_urls",
+    metadata,
+    Column("url_hash", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False, index=True),
+)
+
 matches = Table(
     "matches",
     metadata,
@@ -312,7 +322,7 @@ def scalar(conn: Connection, stmt: Any) -> Any:
 
 
 __all__ = [
-    "Store", "articles", "chats", "crawl_failures", "crawl_runs", "http_cache", "insert_ignore",
+    "Store", "article_urls", "articles", "chats", "crawl_failures", "crawl_runs", "http_cache", "insert_ignore",
     "matches", "metadata", "outbox", "rule_mutes", "scalar", "select", "sources", "subscriptions",
     "url_hash", "utcnow",
 ]

@@ -327,3 +327,28 @@ def test_sources_over_one_site_download_each_article_once(tmp_path):
     assert sum(s["skipped"] for s in got.values()) == 3 * len(paths)  # "already seen" by another
     assert all(s["result"] == "ok" for s in got.values()), got
     assert len(rows(tmp_path, articles)) == len(paths)
+
+
+def test_article_whose_canonical_differs_from_its_feed_link_is_not_fetched_again(tmp_path):
+    site = NewsSite.from_seeds()
+    with site:
+        moved = site.articles[0]
+        # The page names an https canonical URL while the feed links the http one.
+        canonical = site.link(moved.path).replace("http://", "https://")
+        site.update(moved.path, canonical=canonical)
+        config = write_config(tmp_path, source("rss", "feed", site.link("/feed/rss.xml")))
+        crawl_in_subprocess(config)
+        stored = {r["url"] for r in rows(tmp_path, articles)}
+        assert canonical in stored  # stored under the page's canonical URL
+
+        # A new article changes the feed, so the feed is parsed again: only the new page is fetched.
+        fresh = site.publish(SiteArticle(
+            slug="azaz-market", title="Azaz market reopens",
+            paragraphs=["Traders in Azaz reopened the covered market on Monday after weeks of closure, "
+                        "council officials said, as shelling on the town's outskirts eased."] * 3,
+            published=moved.published,
+        ))
+        site.reset_requests()
+        again = crawl_in_subprocess(config)
+        assert site.article_requests() == [fresh.path]
+        assert again["sources"]["rss"]["new"] == 1

@@ -179,6 +179,7 @@ class LookoutSpider(scrapy.Spider):
             signature=found.signature,
             content_hash=found.content_hash if title == found.title else "",
             fetched_url=response.url,
+            discovered_url=entry.url,
             outlet=found.sitename or entry.outlet,
             author=found.author,
             published=_published(found.published, entry.published),
