@@ -6,9 +6,11 @@ included) when it outlives ``crawl.timeout``. A crawl that hangs, crashes or is 
 kernel is recorded as failed with its reason in ``crawl_runs`` and ``sources.last_error``; the
 service itself never fails because of a crawl.
 
-Run as a module (``python -m lookout.crawljobs --config FILE [--rules PATH]... SOURCE``) it is the
-child side: the ``lookout crawl`` command, with the rule files the service has accepted (a broken
-edit on disk must not reach a crawl while the service keeps the old rules).
+Run as a module (``python -m lookout.crawljobs --config FILE [--rules PATH]... [--sources PATH]
+SOURCE``) it is the child side: the ``lookout crawl`` command, with the rule and sources files the
+service has accepted (a broken edit on disk must not reach a crawl while the service keeps the old
+ones). A child whose service dies (SIGKILL, OOM) kills itself and its workers: no orphan crawls on
+alongside the next service.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -53,13 +56,16 @@ class CrawlOutcome:
         return self.result == "ok"
 
 
-def crawl_command(config_file: str | None, rule_paths: Sequence[str], source: str) -> list[str]:
+def crawl_command(config_file: str | None, rule_paths: Sequence[str], source: str,
+                  sources_file: str | None = None) -> list[str]:
     """The child command line for one source."""
     cmd = [sys.executable, "-m", "lookout.crawljobs"]
     if config_file:
         cmd += ["--config", config_file]
     for path in rule_paths:
         cmd += ["--rules", path]
+    if sources_file:
+        cmd += ["--sources", sources_file]
     return [*cmd, source]
 
 
@@ -281,12 +287,34 @@ def mark_interrupted_runs(store: Store, before: datetime) -> int:
 # -- child side ------------------------------------------------------------------------------
 
 
+def exit_with_parent(poll: float = 1.0) -> threading.Thread:
+    """Kill this crawl (its whole process group when it leads one) once its parent is gone.
+
+    The service starts each child in its own session so it can kill the child's workers; the
+    same isolation means a SIGKILLed service would leave the crawl running, orphaned, next to
+    the crawls of the service that replaces it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
 def child_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lookout.crawljobs")
     parser.add_argument("--config")
     parser.add_argument("--rules", action="append", default=[])
+    parser.add_argument("--sources")
     parser.add_argument("source", nargs="+")
     args = parser.parse_args(argv)
+    exit_with_parent()
 
     from lookout.cli import build_parser
     from lookout.commands.crawl import register  # noqa: F401  (the command we run)
@@ -302,6 +330,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.rules:
         config = config.model_copy(update={"rules": list(args.rules)})
+    if args.sources:
+        config = config.model_copy(update={"sources": args.sources})
     token = config.telegram.token
     setup_logging(config.log_level, secrets=[token.get_secret_value()] if token else [])
     crawl_args = build_parser().parse_args(["crawl", *args.source])

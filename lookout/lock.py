@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,15 +61,23 @@ class FileLock:
         self.path = path
         self._fd: int | None = None
 
-    def acquire(self) -> Holder:
+    def acquire(self, patience: float = 2.0) -> Holder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = read_holder(self.path)
-            os.close(fd)
-            raise LockHeld(holder.describe() if holder else "unknown process", str(self.path)) from None
+        # ``lookout status`` peeks with a momentary shared lock: a start that coincides with it
+        # must not be refused, so a conflict is retried briefly before it counts.
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                holder = read_holder(self.path)
+                os.close(fd)
+                raise LockHeld(holder.describe() if holder else "unknown process", str(self.path)) from None
         me = _me()
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(me.__dict__).encode())

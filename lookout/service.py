@@ -6,8 +6,9 @@ the rule-file watcher (a broken edit is refused, admins are told, the old rules 
 sources-file watcher (the schedule is rebuilt when it changes), metrics refresh, and daily
 maintenance. After each crawl the dispatcher is poked so new alerts go out within seconds.
 
-Crawl subprocesses read the rules from a snapshot of the files the service last accepted, never
-from the files on disk directly: a broken edit must not reach a crawl while the old rules stay.
+Crawl subprocesses read the rules and sources from snapshots of the files the service last
+accepted, never from the files on disk directly: a broken edit must not reach a crawl while the old
+rules and schedule stay.
 
 SIGTERM / SIGINT: no new crawls start; running ones get a short grace then are killed; the
 dispatcher finishes the message in flight (the outbox ledger covers a hard kill); the bot stops
@@ -80,6 +81,7 @@ class Service:
         self.dispatch_task: asyncio.Task | None = None
         self.http: HttpEndpoint | None = None
         self.rule_snapshot: list[str] = []
+        self.sources_snapshot: str | None = None
         self.rule_errors: list[str] = []
         self._sources_fingerprint: str | None = None
         self._last_tick = time.monotonic()
@@ -138,8 +140,10 @@ class Service:
         gazetteer = await asyncio.to_thread(gazetteer_for, config)
         self.watcher = await asyncio.to_thread(lambda: RuleWatcher(config.rule_paths(), gazetteer=gazetteer))
         self._snapshot_rules()
+        data = self._read_sources()
         initial_sources = sources_from_config(config)
-        self._sources_fingerprint = self._fingerprint_sources()
+        self._sources_fingerprint = _sha(data)
+        self._snapshot_sources(data, initial_sources)
 
         self.crawls = CrawlJobs(
             store, command=self._command, parallel=config.crawl.parallel, timeout=config.crawl.timeout,
@@ -169,10 +173,14 @@ class Service:
         await self._refresh()
 
     async def _stop(self) -> None:
+        # Pause, not shut down, first: shutting down the scheduler cancels the running job tasks
+        # (the crawls) at once, which would deny them their grace.
         if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)  # no new jobs; running crawl tasks go on below
+            self.scheduler.pause()
         if self.crawls is not None:
             await self.crawls.stop(SHUTDOWN_CRAWL_GRACE)
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         if self.dispatch_task is not None:
             self._stop_dispatcher()
             try:
@@ -273,7 +281,12 @@ class Service:
     async def tell_admins(self, text: str) -> None:
         if self.app is None or not self.config.telegram.admins:
             return
-        body = text if len(text) <= TELEGRAM_TEXT_LIMIT else text[: TELEGRAM_TEXT_LIMIT - 1] + "…"
+        body = text
+        if len(body) > TELEGRAM_TEXT_LIMIT:
+            # Cut at a line end: each line is whole HTML, a cut inside a tag or entity makes
+            # Telegram refuse the message and the admins would hear nothing.
+            cut = body.rfind("\n", 0, TELEGRAM_TEXT_LIMIT - 2)
+            body = body[: cut if cut > 0 else 0] + "\n…"
         for admin in self.config.telegram.admins:
             try:
                 await self.app.bot.send_message(chat_id=admin, text=body)
@@ -286,7 +299,7 @@ class Service:
         if self._command_override is not None:
             return self._command_override(source)
         origin = str(Path(self.config.origin).resolve()) if self.config.origin else None
-        return crawl_command(origin, self.rule_snapshot, source)
+        return crawl_command(origin, self.rule_snapshot, source, self.sources_snapshot)
 
     def _source_info(self, name: str) -> tuple[str, str] | None:
         src = self.schedule.sources.get(name) if self.schedule else None
@@ -314,20 +327,41 @@ class Service:
             + "\n".join(f"<code>{html.escape(e)}</code>" for e in self.rule_errors[:20])
         )
 
-    def _fingerprint_sources(self) -> str | None:
+    def _read_sources(self) -> bytes | None:
         if not isinstance(self.config.sources, str):
             return None
-        path = self.config.resolve(self.config.sources)
         try:
-            return hashlib.sha256(path.read_bytes()).hexdigest()
+            return self.config.resolve(self.config.sources).read_bytes()
         except OSError:
             return None
+
+    def _snapshot_sources(self, data: bytes | None, accepted: list[Any]) -> None:
+        """Keep the accepted sources file where crawl children read it: a child reading the file
+        on disk would fail on a refused edit while the schedule carries on with the old one."""
+        from crawler.sources import load_sources
+
+        if data is None:
+            return
+        path = self._state_dir() / "sources" / f"{_sha(data)}.yaml"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            if list(load_sources(path)) != list(accepted):
+                return  # the file changed while being read: the next poll takes it
+        except Exception as exc:
+            log.info("sources snapshot deferred: %s", exc)
+            return
+        previous, self.sources_snapshot = self.sources_snapshot, str(path)
+        if previous and previous != self.sources_snapshot:
+            with contextlib.suppress(OSError):
+                Path(previous).unlink()
 
     async def _poll_sources(self) -> None:
         from crawler.sources import sources_from_config
         from lookout.located import LocatedErrors
 
-        fingerprint = self._fingerprint_sources()
+        data = self._read_sources()
+        fingerprint = _sha(data)
         if fingerprint == self._sources_fingerprint:
             return
         self._sources_fingerprint = fingerprint
@@ -341,6 +375,7 @@ class Service:
                                    + "\n".join(f"<code>{html.escape(e)}</code>" for e in errors[:20]))
             return
         assert self.schedule is not None
+        self._snapshot_sources(data, fresh)
         change = self.schedule.apply(fresh)
         for name in change.removed:
             self.metrics.drop_source(name)
@@ -466,6 +501,10 @@ def _copy_side_files(src_dir: Path, dest_dir: Path) -> None:
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, target)
+
+
+def _sha(data: bytes | None) -> str | None:
+    return hashlib.sha256(data).hexdigest() if data is not None else None
 
 
 def _fields(obj: Any) -> str:

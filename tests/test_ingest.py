@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
+from tests_support import EXAMPLE_RULES
 
 from alerts import subscriptions as subs
 from crawler.items import Article
 from lookout.ingest import Ingestor
 from lookout.store import articles, matches, outbox
 from rules import load_ruleset
-from tests_support import EXAMPLE_RULES
 
 NOW = datetime(2016, 6, 8, 12, 0, tzinfo=UTC)
 TEXT = (

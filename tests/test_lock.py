@@ -72,3 +72,27 @@ def test_killed_holder_releases_lock(sqlite_store):
     proc.wait(timeout=10)
     with ServiceLock(sqlite_store) as lock:
         assert lock.holder.pid == os.getpid()
+
+
+def test_start_coinciding_with_a_status_peek_is_not_refused(sqlite_store):
+    """``lookout status`` takes a momentary shared flock to see whether the lock is held; a
+    service starting at that moment must still get the lock."""
+    import fcntl
+    import threading
+
+    path = lock_path_for(sqlite_store.url)
+    path.touch()
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # what file_lock_state does
+
+    def release():
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    timer = threading.Timer(0.3, release)
+    timer.start()
+    try:
+        with ServiceLock(sqlite_store) as lock:
+            assert lock.holder.pid == os.getpid()
+    finally:
+        timer.join()
