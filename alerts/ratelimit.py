@@ -3,7 +3,7 @@
 Three schedules, each a GCRA token bucket (a "next free slot" clock, so a send can reserve a slot
 in the future without a lock: the event loop is single-threaded):
 
-- all chats together: ``rate_global`` per second, evenly paced 3 % under the limit (no burst),
+- all chats together: ``rate_global`` per second, evenly paced 5 % under the limit (no burst),
   and a sliding one-second window over the real send moments on top;
 - each private chat: ``rate_private`` per second with a short burst (3);
 - each group or channel (negative id or "@name"): ``rate_group_per_minute``, evenly paced.
@@ -62,7 +62,7 @@ class RateLimiter:
         rate_group_per_minute: float = 20.0,
         *,
         private_burst: int = PRIVATE_BURST,
-        margin: float = 0.97,
+        margin: float = 0.95,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ):
@@ -72,7 +72,7 @@ class RateLimiter:
         self.rate_private = rate_private
         self.rate_group = rate_group_per_minute / 60.0
         # Pace a little under the global limit: our send moments reach Telegram with jitter
-        # (event-loop wake-ups, connection reuse), and a 429 costs far more than 3 %.
+        # (event-loop wake-ups, connection reuse, a busy CPU), and a 429 costs far more than 5 %.
         self.global_schedule = Schedule(rate_global * margin)
         self.global_limit = max(1, int(rate_global))
         self.recent: deque[float] = deque()  # actual global send moments, last second
