@@ -377,6 +377,16 @@ class BotHandlers:
             update, f"Removed {removed} subscription(s). This chat gets no new alerts; /watch to start again."
         )
 
+    async def migrated(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The group became a supergroup (a new chat id): its subscriptions follow it."""
+        message = update.effective_message
+        if message is None or not message.migrate_to_chat_id or update.effective_chat is None:
+            return
+        moved = await self.db(subscriptions.move_chat, str(update.effective_chat.id),
+                              str(message.migrate_to_chat_id), utcnow())
+        log.info("chat %s became supergroup %s; %d pending alert(s) moved",
+                 update.effective_chat.id, message.migrate_to_chat_id, moved)
+
     async def unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.effective_chat is not None and update.effective_chat.type == "private":
             await self.reply(update, "Unknown command. See /help.")
@@ -565,6 +575,7 @@ def build_application(
         app.add_handler(CommandHandler(name, callback))
     app.add_handler(CallbackQueryHandler(h.button, pattern=r"^(mute|unwatch):"))
     app.add_handler(CallbackQueryHandler(h.button))  # stale or foreign buttons still get an answer
+    app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, h.migrated))
     app.add_handler(MessageHandler(filters.COMMAND, h.unknown))  # same group: only if none above
     app.add_error_handler(h.error)
     return app

@@ -33,6 +33,7 @@ from alerts.ratelimit import RateLimiter
 from alerts.telegram import (
     BadMarkup,
     ChatGone,
+    ChatMoved,
     DeliveryError,
     Fatal,
     NotModified,
@@ -58,6 +59,7 @@ class DispatchSummary:
     retrying: int = 0  # sends that will be retried later (429, transient)
     held: int = 0  # alerts held for a digest (mute, quiet hours, digest mode)
     plain: int = 0  # resent as plain text after the HTML was refused
+    moved: int = 0  # alerts that followed a group upgraded to a supergroup
     waiting: int = 0  # still pending when drain() returned
 
     def add(self, other: DispatchSummary) -> None:
@@ -254,6 +256,14 @@ class Dispatcher:
                               count_attempt=False)
                 summary.retrying += 1
                 log.warning("chat %s: flood wait %.0f s (%s)", chat_id, exc.retry_after, exc.reason)
+                return False
+            if isinstance(exc, ChatMoved):
+                from alerts.subscriptions import move_chat
+
+                n = move_chat(conn, chat_id, exc.new_chat_id, now)
+                summary.moved += n
+                log.warning("chat %s became supergroup %s: %d alert(s) and its subscriptions moved",
+                            chat_id, exc.new_chat_id, n)
                 return False
             if isinstance(exc, ChatGone):
                 n = ob.cancel_chat(conn, chat_id, exc.reason, now)

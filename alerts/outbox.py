@@ -217,6 +217,27 @@ def cancel_chat(conn: Connection, chat_id: str, reason: str, now: datetime) -> i
     return result.rowcount or 0
 
 
+def move_chat_rows(conn: Connection, old: str, new: str, now: datetime) -> int:
+    """A group became a supergroup: what it still had coming goes to the new id, due now."""
+    moved = 0
+    rows = conn.execute(
+        select(outbox.c.id, outbox.c.story_id, outbox.c.rule_id)
+        .where(outbox.c.chat_id == old, outbox.c.state.in_(("pending", "sending")))
+    ).all()
+    for row in rows:
+        taken = conn.execute(select(outbox.c.id).where(
+            outbox.c.chat_id == new, outbox.c.story_id == row.story_id, outbox.c.rule_id == row.rule_id
+        )).first()
+        if taken is not None:  # the new chat already has this alert: never send it twice
+            conn.execute(update(outbox).where(outbox.c.id == row.id).values(
+                state="cancelled", last_error=f"chat moved to {new}", updated_at=now, next_attempt_at=None))
+            continue
+        conn.execute(update(outbox).where(outbox.c.id == row.id).values(
+            chat_id=new, state="pending", next_attempt_at=now, updated_at=now))
+        moved += 1
+    return moved
+
+
 def edits_due(conn: Connection, limit: int = 500) -> list[Any]:
     return list(conn.execute(
         select(outbox).where(outbox.c.state == "sent", outbox.c.needs_edit.is_(True),

@@ -119,6 +119,36 @@ def set_paused(conn: Connection, chat_id: str, paused: bool, reason: str | None 
 # --- subscriptions -----------------------------------------------------------------------------
 
 
+def move_chat(conn: Connection, old: str, new: str, now: datetime) -> int:
+    """Telegram upgraded a group to a supergroup (a new id): its preferences, subscriptions,
+    rule mutes and pending alerts follow it. Returns how many pending alerts moved."""
+    from alerts.outbox import move_chat_rows
+
+    old, new = str(old), str(new)
+    row = get_chat(conn, old)
+    if row is not None:
+        prefs = {k: v for k, v in row._mapping.items() if k != "chat_id"}
+        insert_ignore(conn, chats, {**prefs, "chat_id": new})
+        conn.execute(update(chats).where(chats.c.chat_id == new).values(paused=False, paused_reason=None))
+    else:
+        ensure_chat(conn, new, now=now)
+    subs = [dict(r._mapping) for r in conn.execute(select(subscriptions).where(subscriptions.c.chat_id == old))]
+    if subs:
+        insert_ignore(conn, subscriptions, [
+            {"chat_id": new, "kind": s["kind"], "target": s["target"], "km": s["km"], "created_at": s["created_at"]}
+            for s in subs
+        ])
+    mutes = [dict(r._mapping) for r in conn.execute(select(rule_mutes).where(rule_mutes.c.chat_id == old))]
+    if mutes:
+        insert_ignore(conn, rule_mutes, [{**m, "chat_id": new} for m in mutes])
+    moved = move_chat_rows(conn, old, new, now)
+    for table in (subscriptions, rule_mutes):
+        conn.execute(delete(table).where(table.c.chat_id == old))
+    conn.execute(update(chats).where(chats.c.chat_id == old)
+                 .values(paused=True, paused_reason=f"upgraded to supergroup {new}"))
+    return moved
+
+
 def _sub(row: Any) -> Subscription:
     return Subscription(row.id, row.chat_id, row.kind, row.target, row.km, row.created_at)
 

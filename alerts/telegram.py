@@ -57,6 +57,14 @@ class ChatGone(DeliveryError):
     """403 blocked/kicked, 400 chat not found: pause the chat, cancel its pending alerts."""
 
 
+class ChatMoved(DeliveryError):
+    """400 with migrate_to_chat_id: the group became a supergroup; follow it to its new id."""
+
+    def __init__(self, reason: str, new_chat_id: str):
+        super().__init__(reason)
+        self.new_chat_id = new_chat_id
+
+
 class BadMarkup(DeliveryError):
     """400 can't parse entities: resend as plain text."""
 
@@ -141,7 +149,7 @@ def classify(exc: BaseException, token: str | None = None) -> DeliveryError:
     if isinstance(exc, tg.Forbidden):
         return ChatGone(reason)
     if isinstance(exc, tg.ChatMigrated):
-        return ChatGone(reason + f" (group moved to {exc.new_chat_id})")
+        return ChatMoved(reason, str(exc.new_chat_id))
     if isinstance(exc, tg.BadRequest):
         if "not modified" in text:
             return NotModified(reason)

@@ -170,6 +170,7 @@ class FakeBotAPI:
         self.count_5xx = 0
         self.blocked: set[str] = set()
         self.unknown_chats: set[str] = set()
+        self.migrated: dict[str, str] = {}  # group id -> the supergroup it was upgraded to
         self.delay = 0.0  # seconds before answering each send method
         self._slow_next: collections.deque[float] = collections.deque()
         self._fail_next: collections.deque[tuple[int, str]] = collections.deque()
@@ -242,6 +243,11 @@ class FakeBotAPI:
     def block(self, *chat_ids: int | str) -> None:
         with self.lock:
             self.blocked.update(str(c) for c in chat_ids)
+
+    def migrate(self, group: int | str, supergroup: int | str) -> None:
+        """The group was upgraded to a supergroup: sends to the old id answer 400 with its new id."""
+        with self.lock:
+            self.migrated[str(group)] = str(supergroup)
 
     def forget_chat(self, *chat_ids: int | str) -> None:
         with self.lock:
@@ -389,6 +395,9 @@ class FakeBotAPI:
                 raise _ApiError(400, "Bad Request: chat_id is empty")
             if chat in self.unknown_chats:
                 raise _ApiError(400, "Bad Request: chat not found")
+            if chat in self.migrated:
+                raise _ApiError(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                                {"migrate_to_chat_id": int(self.migrated[chat])})
             if chat in self.blocked:
                 raise _ApiError(403, "Forbidden: bot was blocked by the user")
             for i, (target, retry_after) in enumerate(self._force_429):

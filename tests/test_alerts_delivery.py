@@ -183,6 +183,29 @@ def test_gone_chat_is_paused_and_its_pending_rows_cancelled(store, fake, fault):
     assert alert(store, ["31"]).new_rows == 0
 
 
+def test_group_upgraded_to_a_supergroup_is_followed_with_its_alerts_and_subscriptions(store, fake):
+    from alerts import subscriptions as subs
+
+    with store.begin() as conn:
+        subs.add(conn, "-51", "place", "azaz")
+        subs.set_chat_prefs(conn, "-51", pins=True)
+    fake.migrate(-51, -1005151)
+    for _ in range(2):
+        alert(store, ["-51"])
+    summary = asyncio.run(drain(store, fake))
+    # Both alerts arrive in the supergroup; nothing is lost or cancelled.
+    assert summary.moved == 2 and summary.cancelled == 0
+    assert len(fake.messages(-1005151)) == 2 and fake.messages(-51) == []
+    assert {r.chat_id for r in states(store)["sent"]} == {"-1005151"}
+    with store.connect() as conn:
+        assert [(s.kind, s.target) for s in subs.list_for_chat(conn, "-1005151")] == [("place", "azaz")]
+        assert subs.list_for_chat(conn, "-51") == []
+        new_chat = subs.get_chat(conn, "-1005151")
+        old_chat = subs.get_chat(conn, "-51")
+    assert new_chat.pins and not new_chat.paused  # the preferences came along
+    assert old_chat.paused and "-1005151" in old_chat.paused_reason
+
+
 def test_cant_parse_entities_resends_plain_text(store, fake, monkeypatch):
     real = dispatcher_module.render_alert
     monkeypatch.setattr(dispatcher_module, "render_alert", lambda view: real(view) + "\n<b>broken")

@@ -182,6 +182,25 @@ def test_group_chats_and_paused_chats_resume(fake, sqlite_store):
     drive(fake, sqlite_store, scenario)
 
 
+def test_group_upgraded_to_supergroup_keeps_its_subscriptions(fake, sqlite_store):
+    supergroup = -1009876
+    with sqlite_store.begin() as conn:
+        subs.add(conn, str(GROUP), "place", "manbij")
+
+    async def scenario(bot: Harness) -> None:
+        # Telegram's service message in the old group, naming the new chat id.
+        fake.inject_update({"message": {
+            "message_id": 900, "date": int(time.time()),
+            "chat": {"id": GROUP, "type": "group", "title": "Newsroom"},
+            "from": {"id": 1001, "is_bot": False, "first_name": "admin"},
+            "migrate_to_chat_id": supergroup,
+        }})
+        await bot.wait(lambda: bot.subs(supergroup) == [("place", "manbij", None)])
+        assert bot.subs(GROUP) == []
+
+    drive(fake, sqlite_store, scenario)
+
+
 def test_replies_escape_user_input(fake, sqlite_store):
     async def scenario(bot: Harness) -> None:
         reply = await bot.say("/watch <b>Azaz & co</b>")
