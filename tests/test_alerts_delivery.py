@@ -332,6 +332,8 @@ def test_muted_chat_gets_one_digest_when_the_mute_ends(store, fake):
 
 def test_token_never_in_logs_nor_last_error(store, fake, caplog):
     caplog.set_level(logging.DEBUG)
+    # Other tests (and the CLI) quiet httpx; here its request lines must be logged, then redacted.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     fake.fail_next(2, status=502)
     fake.block(102)
     alert(store, ["101", "102"])
