@@ -68,7 +68,7 @@ def format_report(report) -> str:
     rows.append(
         (
             "total",
-            "ok" if report.ok else "failed",
+            "failed" if not report.ok else "partial" if report.failures else "ok",
             str(report.total("fetched")),
             str(report.total("new")),
             str(report.total("updated")),
