@@ -196,3 +196,23 @@ def test_sources_check_without_file_checks_the_configured_sources(tmp_path, caps
     cfg.write_text(cfg.read_text(encoding="utf-8").replace("every: 0m", "every: 15m"), encoding="utf-8")
     assert main(["--config", str(cfg), "sources", "check"]) == 0
     assert capsys.readouterr().out.startswith(f"{cfg}: 2 source(s) OK: a (feed")
+
+
+def test_crawl_summary_table_totals_say_partial_ok_or_failed():
+    from collections import Counter
+
+    from crawler.runner import CrawlReport
+    from crawler.state import SourceStats
+    from lookout.commands.crawl import format_report
+
+    clean = SourceStats("rss", fetched=3, new=3, finish_reason="finished")
+    flaky = SourceStats("sitemap", fetched=2, new=1, failed=Counter({"http-404": 1}), finish_reason="finished")
+
+    def total(*stats) -> list[str]:
+        return format_report(CrawlReport(list(stats), 1.0)).splitlines()[-1].split()
+
+    assert total(clean)[:3] == ["total", "ok", "3"]
+    assert total(clean, flaky)[:3] == ["total", "partial", "5"]
+    assert total(clean, flaky)[6] == "1"  # failed pages
+    broken = SourceStats("listing", index_error="http-500: Internal Server Error", finish_reason="finished")
+    assert total(clean, broken)[1] == "failed"
