@@ -276,6 +276,15 @@ def _coords(ruleset: Any, place_id: str) -> tuple[float, float] | None:
     return float(lat), float(lon)
 
 
+_ANY_SUBSCRIPTION = select(subscriptions.c.id).limit(1)
+
+
+def has_subscriptions(conn: Connection) -> bool:
+    """Whether any chat subscribes to anything: with none, only a rule's ``notify`` can alert,
+    and the ingest of a bulk crawl skips ``recipients_for``'s queries for every article."""
+    return conn.execute(_ANY_SUBSCRIPTION).first() is not None
+
+
 def recipients_for(
     conn: Connection, matches: Iterable[Match], mentions: Mentions | None, ruleset: Any,
     now: datetime,

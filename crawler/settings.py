@@ -45,6 +45,9 @@ SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
     "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware": None,
 }
+# Scrapy's downloader, with the per-site concurrency limit kept under asyncio (crawler.downloader);
+# the keep-alive pool (CONCURRENT_REQUESTS_PER_DOMAIN idle connections per host) then suffices.
+DOWNLOADER = "crawler.downloader.PoliteDownloader"
 EXTENSIONS = {"scrapy.extensions.memdebug.MemoryDebugger": None, "scrapy.extensions.feedexport.FeedExporter": None}
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from crawler.canonical import canonicalize
@@ -19,6 +19,14 @@ from crawler.stories import StoryClusterer, signature_of
 from lookout.store import article_urls, articles, insert_ignore, url_hash
 
 _SPACE = re.compile(r"\s+")
+
+# Built once: the writer runs these for every article, and building a statement costs more
+# than running it on SQLite.
+_FIND = select(articles.c.id, articles.c.story_id, articles.c.content_hash, articles.c.alertable).where(
+    articles.c.url_hash == bindparam("find_hash")
+)
+_UPDATE = update(articles).where(articles.c.id == bindparam("row_id"))
+_INSERT = articles.insert()
 
 
 @dataclass(frozen=True)
@@ -53,16 +61,13 @@ def save_article(
     if article.signature is None:
         article.signature = signature_of(article.text)
     fetched = article.fetched or now
-    row = conn.execute(
-        select(articles.c.id, articles.c.story_id, articles.c.content_hash, articles.c.alertable).where(
-            articles.c.url_hash == url_hash(article.url)
-        )
-    ).first()
+    hashed = url_hash(article.url)
+    row = conn.execute(_FIND, {"find_hash": hashed}).first()
     if row is not None:
-        values = {"fetched": fetched, "entry_marker": article.entry_marker}
+        values = {"row_id": row.id, "fetched": fetched, "entry_marker": article.entry_marker}
         _remember_other_urls(conn, row.id, article)
         if row.content_hash == article.content_hash:
-            conn.execute(update(articles).where(articles.c.id == row.id).values(**values))
+            conn.execute(_UPDATE, values)
             return SavedArticle(row.id, row.story_id, "unchanged", True, row.alertable)
         values |= {
             "title": article.title,
@@ -74,7 +79,7 @@ def save_article(
             "content_hash": article.content_hash,
             "signature": article.signature,
         }
-        conn.execute(update(articles).where(articles.c.id == row.id).values(**values))
+        conn.execute(_UPDATE, values)
         clusterer.add(article.url, row.story_id, article.signature)  # same URL keeps its story
         return SavedArticle(row.id, row.story_id, "updated", True, row.alertable)
 
@@ -82,24 +87,25 @@ def save_article(
     story_id = clusterer.assign(article)
     alertable = is_alertable(article.published, max_age=max_age, now=now)
     result = conn.execute(
-        articles.insert().values(
-            url=article.url,
-            url_hash=url_hash(article.url),
-            source=article.source,
-            outlet=article.outlet,
-            title=article.title,
-            author=article.author,
-            published=article.published,
-            fetched=fetched,
-            first_seen=now,
-            language=article.language,
-            text=article.text,
-            content_hash=article.content_hash,
-            entry_marker=article.entry_marker,
-            story_id=story_id,
-            signature=article.signature,
-            alertable=alertable,
-        )
+        _INSERT,
+        {
+            "url": article.url,
+            "url_hash": hashed,
+            "source": article.source,
+            "outlet": article.outlet,
+            "title": article.title,
+            "author": article.author,
+            "published": article.published,
+            "fetched": fetched,
+            "first_seen": now,
+            "language": article.language,
+            "text": article.text,
+            "content_hash": article.content_hash,
+            "entry_marker": article.entry_marker,
+            "story_id": story_id,
+            "signature": article.signature,
+            "alertable": alertable,
+        },
     )
     article_id = int(result.inserted_primary_key[0])
     _remember_other_urls(conn, article_id, article)

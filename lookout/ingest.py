@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from crawler.items import Article
-from lookout.store import Store, insert_ignore, matches, utcnow
+from lookout.store import Store, matches, select, utcnow
 from rules.types import Match, Mentions
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,9 @@ class Ingestor:
         ruleset = self.ruleset()
         extra = analysed or [None] * len(batch)
         with self.store.begin() as conn:
+            subscribed = _Once(conn)
             outcomes = [
-                self._ingest_in(conn, article, ruleset, now, pre)
+                self._ingest_in(conn, article, ruleset, now, pre, subscribed)
                 for article, pre in zip(batch, extra, strict=True)
             ]
         for article, outcome in zip(batch, outcomes, strict=True):
@@ -103,7 +104,8 @@ class Ingestor:
         return outcomes
 
     def _ingest_in(
-        self, conn, article: Article, ruleset, now: datetime, analysed: Analysed | None
+        self, conn, article: Article, ruleset, now: datetime, analysed: Analysed | None,
+        subscribed: Callable[[], bool] | None = None,
     ) -> IngestOutcome:
         import rules
         from alerts.outbox import enqueue
@@ -117,20 +119,15 @@ class Ingestor:
         if saved.status == "new":
             found = list(analysed.matches) if analysed else rules.match(article, ruleset)
             made = analysed.evidence if analysed and len(analysed.evidence) == len(found) else None
-            match_ids: dict[str, int] = {}
-            for i, m in enumerate(found):
-                insert_ignore(
-                    conn,
-                    matches,
-                    {"article_id": saved.article_id, "rule_id": m.rule_id,
-                     "evidence": _evidence(m, made[i] if made else None), "created_at": now},
-                )
-                match_ids[m.rule_id] = conn.execute(
-                    matches.select()
-                    .with_only_columns(matches.c.id)
-                    .where(matches.c.article_id == saved.article_id, matches.c.rule_id == m.rule_id)
-                ).scalar_one()
-            if saved.alertable:
+            rows: dict[str, dict] = {}
+            for i, m in enumerate(found):  # one row per rule: a repeat would be ignored anyway
+                rows.setdefault(m.rule_id, {
+                    "article_id": saved.article_id, "rule_id": m.rule_id,
+                    "evidence": _evidence(m, made[i] if made else None), "created_at": now,
+                })
+            match_ids = _insert_matches(conn, saved.article_id, list(rows.values()))
+            # No subscriptions at all: only a rule's notify can alert (asked once per batch).
+            if saved.alertable and (any(m.notify for m in found) or (subscribed or _Once(conn))()):
                 mentions = analysed.mentions if analysed else rules.scan(article, ruleset)
                 recipients = recipients_for(conn, found, mentions, ruleset, now)
                 if self.only_chats is not None:
@@ -161,6 +158,46 @@ class Ingestor:
         t.matches += len(outcome.matches)
         t.alerts += outcome.enqueued
         t.outcomes.append(outcome)
+
+
+class _Once:
+    """``has_subscriptions`` asked at most once per transaction."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.answer: bool | None = None
+
+    def __call__(self) -> bool:
+        if self.answer is None:
+            from alerts.subscriptions import has_subscriptions
+
+            self.answer = has_subscriptions(self.conn)
+        return self.answer
+
+
+_MATCH_INSERTS: dict[str, object] = {}
+
+
+def _insert_matches(conn, article_id: int, rows: list[dict]) -> dict[str, int]:
+    """Insert an article's matches in one statement; their ids by rule id."""
+    if not rows:
+        return {}
+    stmt = _MATCH_INSERTS.get(conn.dialect.name)
+    if stmt is None:
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        stmt = dialect_insert(matches).on_conflict_do_nothing().returning(matches.c.id, matches.c.rule_id)
+        _MATCH_INSERTS[conn.dialect.name] = stmt
+    ids = {rule_id: id_ for id_, rule_id in conn.execute(stmt, rows)}
+    missing = [r["rule_id"] for r in rows if r["rule_id"] not in ids]
+    if missing:  # already there (ignored by the insert): read their ids
+        ids.update((rule_id, id_) for id_, rule_id in conn.execute(
+            select(matches.c.id, matches.c.rule_id)
+            .where(matches.c.article_id == article_id, matches.c.rule_id.in_(missing))
+        ))
+    return ids
 
 
 def _evidence(m: Match, made: str | None = None) -> dict:

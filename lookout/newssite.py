@@ -739,7 +739,7 @@ class _Handler(BaseHTTPRequestHandler):
             if body:
                 self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the crawler gave up on us (size limit, timeout): expected
+            self.close_connection = True  # the crawler gave up on us (size limit, timeout): expected
 
 
 def _not_modified(headers, etag: str, modified: datetime | None) -> bool:

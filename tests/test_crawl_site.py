@@ -352,3 +352,74 @@ def test_article_whose_canonical_differs_from_its_feed_link_is_not_fetched_again
         again = crawl_in_subprocess(config)
         assert site.article_requests() == [fresh.path]
         assert again["sources"]["rss"]["new"] == 1
+
+
+class _SlowSite:
+    """A feed of 8 articles whose pages take 0.4 s each; counts requests in flight at once."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        site = self
+        self.lock = threading.Lock()
+        self.in_flight = self.peak = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                import time
+
+                with site.lock:
+                    site.in_flight += 1
+                    site.peak = max(site.peak, site.in_flight)
+                try:
+                    if self.path == "/feed.xml":
+                        items = "".join(
+                            f"<item><title>Report {i}</title><link>{site.url}/a/{i}.html</link></item>"
+                            for i in range(8)
+                        )
+                        body = (f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}'
+                                "</channel></rss>")
+                        ctype = "application/rss+xml"
+                    elif self.path.startswith("/a/"):
+                        time.sleep(0.4)
+                        text = " ".join(["Shelling was reported near the market on Tuesday morning."] * 12)
+                        body = (f"<html><head><title>Report</title></head><body><article><p>{text}</p>"
+                                "</article></body></html>")
+                        ctype = "text/html; charset=utf-8"
+                    else:
+                        self.send_error(404)
+                        return
+                    data = body.encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                finally:
+                    with site.lock:
+                        site.in_flight -= 1
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_per_site_concurrency_limit_is_kept(tmp_path):
+    with _SlowSite() as site:
+        config = write_config(tmp_path, source("slow", "feed", f"{site.url}/feed.xml"),
+                              concurrency_per_domain="2", autothrottle="false")
+        report = crawl_in_subprocess(config)
+    assert report["sources"]["slow"]["fetched"] == 8
+    assert site.peak == 2  # never more than crawl.concurrency_per_domain requests at once
