@@ -3,9 +3,8 @@
 Built on python-telegram-bot's ``Application``; every handler is a small async method of
 ``BotHandlers`` that does its store work in a worker thread (``asyncio.to_thread``) so the
 event loop never blocks. Replies are HTML with every user- or rule-supplied piece escaped.
-``build_application`` wires it up; ``run_bot`` (blocking) and ``start_bot``/``stop_bot``
-(inside a running loop, as the service does) choose long polling or, when
-``telegram.webhook_url`` is set, a webhook.
+``build_application`` wires it up; ``start_bot``/``stop_bot`` (inside a running loop, as the
+service does) choose long polling or, when ``telegram.webhook_url`` is set, a webhook.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import html
 import inspect
 import logging
 import re
-import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -66,7 +64,6 @@ SUBSCRIBER_COMMANDS: list[tuple[str, str]] = [
     ("pins", "Map pins under alerts: /pins on | off"),
     ("stop", "Remove all of this chat's subscriptions"),
 ]
-ADMIN_COMMANDS = ("status", "sources", "crawl", "reload")
 
 WATCH_USAGE = "Usage: /watch <place | group | rule>, e.g. /watch Azaz, /watch ISIS, /watch is-near-azaz"
 NEAR_USAGE = "Usage: /near <place> <km>, e.g. /near Azaz 15"
@@ -606,28 +603,6 @@ def _quiet_http_logs() -> None:
     # httpx logs every request URL, and Bot API URLs contain the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-
-
-def run_bot(app: Application, config: Config) -> None:
-    """Run until interrupted: long polling, or a webhook when ``telegram.webhook_url`` is set."""
-    _quiet_http_logs()
-    if not config.telegram.webhook_url:
-        app.run_polling(allowed_updates=Update.ALL_TYPES)
-        return
-
-    async def serve() -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stopping.set)
-        await start_bot(app, config)
-        try:
-            await stopping.wait()
-        finally:
-            await stop_bot(app)
-
-    asyncio.run(serve())
 
 
 async def start_bot(app: Application, config: Config, *, poll_interval: float = 0.0) -> None:

@@ -16,11 +16,10 @@ when released they go out together as one digest.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,6 +94,7 @@ class Dispatcher:
         self.ruleset = ruleset
         self.batch = batch
         self._gate = asyncio.Semaphore(max_concurrency)
+        self._wake = asyncio.Event()
         self._recovered = False
 
     # -- entry points -----------------------------------------------------------------------------
@@ -143,22 +143,33 @@ class Dispatcher:
             total.waiting = ob.counts(conn).get("pending", 0)
         return total
 
-    async def run_forever(self, stop: asyncio.Event, *, poll: float = 2.0) -> None:
-        """The service loop: dispatch, then sleep until the next row is due (or ``poll`` seconds)."""
+    def wake(self) -> None:
+        """Dispatch now (a crawl just queued alerts) rather than at the next poll."""
+        self._wake.set()
+
+    async def run_forever(
+        self, stop: asyncio.Event, *, poll: float = 2.0,
+        on_pass: Callable[[DispatchSummary], Awaitable[None]] | None = None,
+    ) -> None:
+        """The service loop: a pass, then sleep until ``wake()``, the next due row or ``poll``
+        seconds. Returns on ``stop``, or when Telegram refuses the token (nothing can be sent)."""
         while not stop.is_set():
+            self._wake.clear()
+            wait = poll
             try:
-                await self.run_once()
+                summary = await self.run_once()
+                if on_pass is not None:
+                    await on_pass(summary)
                 with self.store.connect() as conn:
                     nxt = ob.next_due(conn)
-                wait = poll if nxt is None else min(poll, max((nxt - self.clock()).total_seconds(), 0.05))
+                if nxt is not None:
+                    wait = min(poll, max((nxt - self.clock()).total_seconds(), 0.05))
             except Fatal as exc:
-                log.error("telegram refused the bot token; dispatcher stopped: %s", exc.reason)
-                raise
-            except Exception as exc:  # a store hiccup must not end the service
+                log.error("telegram refused the bot token; delivery stopped: %s", exc.reason)
+                return
+            except Exception as exc:  # a store hiccup must not end delivery
                 log.error("dispatcher pass failed: %s: %s", type(exc).__name__, exc)
-                wait = poll
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
+            await _first_of(stop, self._wake, timeout=wait)
 
     # -- one chat ---------------------------------------------------------------------------------
     async def _serve_chat(self, chat_id: str, chat: Any, rows: list[Any], summary: DispatchSummary) -> None:
@@ -425,3 +436,13 @@ async def _send_plain(sender: Sender, chat_id: str, html: str, buttons: Sequence
     if send_plain is not None:
         return await send_plain(chat_id, text, buttons)
     raise BadMarkup("sender cannot send plain text")
+
+
+async def _first_of(*events: asyncio.Event, timeout: float) -> None:
+    """Return when any event is set, or after ``timeout`` seconds."""
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -71,7 +71,6 @@ class Service:
         self.lock: ServiceLock | None = None
         self.metrics = Metrics()
         self.stop_event: asyncio.Event | None = None
-        self.wake_dispatcher: asyncio.Event | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.schedule: CrawlSchedule | None = None
         self.crawls: CrawlJobs | None = None
@@ -101,7 +100,6 @@ class Service:
         assert self.store is not None
         loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
-        self.wake_dispatcher = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
@@ -230,53 +228,26 @@ class Service:
         self.sender = PTBSender(config.telegram.token.get_secret_value(), config.telegram.api_url)
         self.dispatcher = Dispatcher(self.store, self.sender, config.telegram)
         self._dispatch_stop = asyncio.Event()
-        self.dispatch_task = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
+        # Woken at once by a finished crawl (poke_dispatcher), else when the next held or retried
+        # row is due, else every dispatch_idle seconds.
+        self.dispatch_task = asyncio.create_task(
+            self.dispatcher.run_forever(self._dispatch_stop, poll=self.options.dispatch_idle,
+                                        on_pass=self._after_dispatch),
+            name="dispatcher",
+        )
 
-    async def _dispatch_loop(self) -> None:
-        """The dispatcher's passes, woken at once by a finished crawl (``poke_dispatcher``), else
-        when the next held or retried row is due, else every ``dispatch_idle`` seconds."""
-        from alerts import outbox as ob
-        from alerts.telegram import Fatal
-
-        d = self.dispatcher
-        assert self._dispatch_stop is not None and self.wake_dispatcher is not None and self.store is not None
-        while not self._dispatch_stop.is_set():
-            self.wake_dispatcher.clear()
-            wait = self.options.dispatch_idle
-            try:
-                summary = await d.run_once()
-                if getattr(summary, "sent", 0) or getattr(summary, "failed", 0):
-                    log.info("dispatch pass %s", _fields(summary))
-                    await self._refresh()
-                with self.store.connect() as conn:
-                    nxt = ob.next_due(conn)
-                if nxt is not None:
-                    wait = min(wait, max((nxt - utcnow()).total_seconds(), 0.05))
-            except Fatal as exc:
-                log.error("telegram refused the bot token; delivery stopped: %s", exc.reason)
-                return
-            except Exception as exc:  # a store hiccup must not end delivery
-                log.error("dispatcher pass failed: %s: %s", type(exc).__name__, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wait_wake_or_stop(), timeout=wait)
-
-    async def _wait_wake_or_stop(self) -> None:
-        assert self._dispatch_stop is not None and self.wake_dispatcher is not None
-        stop = asyncio.create_task(self._dispatch_stop.wait())
-        wake = asyncio.create_task(self.wake_dispatcher.wait())
-        try:
-            await asyncio.wait({stop, wake}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            wake.cancel()
+    async def _after_dispatch(self, summary) -> None:
+        if summary.sent or summary.failed:
+            log.info("dispatch pass %s", _fields(summary))
+            await self._refresh()
 
     def _stop_dispatcher(self) -> None:
         if self._dispatch_stop is not None:
             self._dispatch_stop.set()
 
     def poke_dispatcher(self) -> None:
-        if self.wake_dispatcher is not None:
-            self.wake_dispatcher.set()
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
 
     async def tell_admins(self, text: str) -> None:
         if self.app is None or not self.config.telegram.admins:

@@ -496,3 +496,30 @@ def test_held_digest_due_inside_the_next_quiet_hours_waits_for_their_end(store, 
     first, morning = asyncio.run(go())
     assert first.sent == 0 and first.held == 1
     assert morning.sent == 1 and len(fake.messages(151)) == 1
+
+
+def test_run_forever_sends_at_once_when_woken_and_stops_on_request(store, fake):
+    async def scenario() -> tuple[float, int]:
+        async with PTBSender(DEFAULT_TOKEN, fake.url) as sender:
+            dispatcher = Dispatcher(store, sender, config())
+            stop = asyncio.Event()
+            passes: list[int] = []
+
+            async def on_pass(summary) -> None:
+                passes.append(summary.sent)
+
+            loop = asyncio.create_task(dispatcher.run_forever(stop, poll=30, on_pass=on_pass))
+            await asyncio.sleep(0.3)  # the first pass finds nothing; next poll in 30 s
+            alert(store, ["61"])
+            started = asyncio.get_running_loop().time()
+            dispatcher.wake()
+            while not fake.messages(61):
+                await asyncio.sleep(0.02)
+            waited = asyncio.get_running_loop().time() - started
+            stop.set()
+            await asyncio.wait_for(loop, timeout=5)
+            return waited, sum(passes)
+
+    waited, sent = asyncio.run(scenario())
+    assert waited < 5  # woken, not the 30 s poll
+    assert sent == 1 and set(states(store)) == {"sent"}
