@@ -42,9 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from lookout.config import load_config
-    from lookout.context import AppContext
     from lookout.located import LocatedErrors
-    from lookout.logs import setup_logging
 
     try:
         config = load_config(args.config)
@@ -52,7 +50,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         print(f"lookout: configuration has {len(exc.errors)} error(s); nothing started", file=sys.stderr)
         return 1
-    setup_logging(logging.DEBUG if args.verbose else config.log_level, secrets=_secrets(config))
+    return run_command(args, config)
+
+
+def run_command(args: argparse.Namespace, config) -> int:
+    """Run a parsed command with a validated config: logging set up, secrets redacted, the
+    store closed afterwards, located errors printed. The service's crawl children use it too."""
+    from lookout.context import AppContext
+    from lookout.located import LocatedErrors
+    from lookout.logs import setup_logging
+
+    verbose = getattr(args, "verbose", False)
+    setup_logging(logging.DEBUG if verbose else config.log_level, secrets=_secrets(config))
     ctx = AppContext(config)
     try:
         return int(args.func(args, ctx) or 0)

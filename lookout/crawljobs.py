@@ -316,33 +316,21 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     exit_with_parent()
 
-    from lookout.cli import build_parser
-    from lookout.commands.crawl import register  # noqa: F401  (the command we run)
+    from lookout.cli import build_parser, run_command
     from lookout.config import load_config
-    from lookout.context import AppContext
     from lookout.located import LocatedErrors
-    from lookout.logs import setup_logging
 
     try:
         config = load_config(args.config)
     except LocatedErrors as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    # The rule and sources files the service accepted, not whatever is on disk now.
     if args.rules:
         config = config.model_copy(update={"rules": list(args.rules)})
     if args.sources:
         config = config.model_copy(update={"sources": args.sources})
-    token = config.telegram.token
-    setup_logging(config.log_level, secrets=[token.get_secret_value()] if token else [])
-    crawl_args = build_parser().parse_args(["crawl", *args.source])
-    ctx = AppContext(config)
-    try:
-        return int(crawl_args.func(crawl_args, ctx) or 0)
-    except LocatedErrors as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    finally:
-        ctx.close()
+    return run_command(build_parser().parse_args(["crawl", *args.source]), config)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lookout.commands import print_usage
+
 
 def register(sub) -> None:
     p = sub.add_parser("gazetteer", help="import GeoNames dumps, build the gazetteer cache")
     gsub = p.add_subparsers(dest="gazetteer_command", metavar="ACTION")
-    p.set_defaults(func=_usage(p))
+    p.set_defaults(func=print_usage(p))
     imp = gsub.add_parser("import", help="load a GeoNames country dump (e.g. SY.txt) for village coverage")
     imp.add_argument(
         "file", metavar="FILE", help="GeoNames dump: tab-separated, 19 columns (.txt or .txt.gz)"
@@ -23,14 +25,6 @@ def register(sub) -> None:
     look = gsub.add_parser("lookup", help="the gazetteer's places for a name")
     look.add_argument("name")
     look.set_defaults(func=cmd_lookup)
-
-
-def _usage(parser: argparse.ArgumentParser):
-    def handler(args: argparse.Namespace, ctx: Any) -> int:
-        parser.print_help(sys.stderr)
-        return 2
-
-    return handler
 
 
 def cmd_import(args: argparse.Namespace, ctx: Any) -> int:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from lookout.commands import print_usage
 from lookout.durations import parse_duration
 from lookout.located import LocatedErrors
 
@@ -20,7 +21,7 @@ from lookout.located import LocatedErrors
 def register(sub) -> None:
     p = sub.add_parser("rules", help="check, test and backtest rule files")
     rsub = p.add_subparsers(dest="rules_command", metavar="ACTION")
-    p.set_defaults(func=_usage(p))
+    p.set_defaults(func=print_usage(p))
 
     check = rsub.add_parser("check", help="validate rule files and run their examples")
     check.add_argument(
@@ -46,14 +47,6 @@ def register(sub) -> None:
     back.add_argument("--first", type=int, default=3, metavar="N", help="first matches shown per rule")
     back.add_argument("--no-gazetteer", action="store_true", help="area terms see watched places only")
     back.set_defaults(func=cmd_backtest)
-
-
-def _usage(parser: argparse.ArgumentParser):
-    def handler(args: argparse.Namespace, ctx: Any) -> int:
-        parser.print_help(sys.stderr)
-        return 2
-
-    return handler
 
 
 def _gazetteer(ctx: Any, wanted: bool):
