@@ -408,9 +408,18 @@ def _find_areas(ruleset: Ruleset, area_ids: Iterable[str], result: Analysis) -> 
 
 def match(doc: Document, ruleset: Ruleset) -> list[Match]:
     """Every rule of ``ruleset`` that fires on ``doc``, with its evidence. Pure."""
+    return _matches(analyse(doc, ruleset), doc, ruleset)
+
+
+def match_and_scan(doc: Document, ruleset: Ruleset) -> tuple[list[Match], Mentions]:
+    """``match`` and ``scan`` from one pass over the text (what ingesting an article needs)."""
+    found = analyse(doc, ruleset)
+    return _matches(found, doc, ruleset), _mentions(found)
+
+
+def _matches(found: Analysis, doc: Document, ruleset: Ruleset) -> list[Match]:
     index = ruleset.index
     assert index is not None
-    found = analyse(doc, ruleset)
     candidates: set[str] = set()
     for key, hits in found.hits.items():
         if hits and key in index.term_rules:
@@ -429,7 +438,10 @@ def match(doc: Document, ruleset: Ruleset) -> list[Match]:
 
 def scan(doc: Document, ruleset: Ruleset) -> Mentions:
     """Every watched place and group mentioned in title or body, whatever the rules."""
-    found = analyse(doc, ruleset, with_areas=False)
+    return _mentions(analyse(doc, ruleset, with_areas=False))
+
+
+def _mentions(found: Analysis) -> Mentions:
     places: dict[str, PlaceRef] = {}
     groups: dict[str, None] = {}
     hits: list[TermHit] = []

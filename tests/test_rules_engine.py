@@ -421,3 +421,16 @@ def test_describe_position(ruleset):
     assert describe_position(
         PlaceRef(kafrah.id, kafrah.name, kafrah.lat, kafrah.lon, True, area="azaz-corridor"), ruleset
     ) == "9 km SE of Azaz"
+
+
+def test_match_and_scan_in_one_pass_equals_both_calls(ruleset, gaz_ruleset):
+    from lookout.newssite import arabic_article, load_seed_articles
+    from rules import match_and_scan
+
+    pages = [*load_seed_articles(), arabic_article()]
+    for rs in (ruleset, gaz_ruleset):
+        for page in pages:
+            doc = Text(page.title, page.text, page.lang, "test")
+            both = match_and_scan(doc, rs)
+            assert both == (match(doc, rs), scan(doc, rs))
+    assert any(match_and_scan(Text(p.title, p.text), ruleset)[0] for p in pages)  # not vacuous
