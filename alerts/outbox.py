@@ -13,7 +13,6 @@ delivery ledger that a restart retries.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,7 +90,7 @@ def enqueue(
         match_id = match_ids.get(r.match.rule_id if r.match else r.rule_key)
         evidence = None
         if r.match is not None and match_id is None:
-            evidence = json.loads(r.match.to_json())
+            evidence = r.match.to_dict()
         inserted = insert_ignore(conn, outbox, {
             "chat_id": chat, "story_id": story_id, "rule_id": r.rule_key, "article_id": article_id,
             "match_id": match_id, "state": "pending", "attempts": 0, "created_at": now,

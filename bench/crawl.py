@@ -10,6 +10,11 @@ the gazetteer cache built beforehand (once per install in real use). The crawl's
 printed by part (reactor thread, other threads: writer and pool I/O, each worker, the site's
 server) next to the core-seconds the wall time offered, so readers see where the time goes.
 
+It also runs Scrapy alone (bench/scrapy_floor.py: the same settings and pages, responses thrown
+away) and prints the ratio no crawl could beat on this machine: the bare pool's core-seconds
+plus Scrapy's and the site's, spread perfectly over the cores, with start-up, matching and
+storing free.
+
     .venv/bin/python bench/crawl.py [--pages 2000]
 """
 
@@ -156,6 +161,26 @@ def crawl(config: Path) -> tuple[float, str, dict]:
     return elapsed, out, cpu
 
 
+def scrapy_alone(config: Path, urls: list[str], tmp: Path) -> tuple[float, float, float]:
+    """Wall seconds, Scrapy's CPU seconds and the site's CPU seconds for downloading ``urls``."""
+    listing = tmp / "urls.txt"
+    listing.write_text("\n".join(urls), encoding="utf-8")
+    own0, kids0 = _times()
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "scrapy_floor.py"), str(config), str(listing)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    elapsed = time.perf_counter() - started
+    own1, kids1 = _times()
+    if done.returncode != 0:
+        print(done.stdout, done.stderr[-4000:], file=sys.stderr)
+        raise SystemExit("scrapy alone failed")
+    return elapsed, kids1 - kids0, own1 - own0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pages", type=int, default=2000)
@@ -205,6 +230,8 @@ def main() -> int:
         re_seconds, _, _ = crawl(config)
         re_downloads = len(site.article_requests())
 
+        floor_seconds, floor_cpu, floor_server = scrapy_alone(config, [url for _, url in pages], tmp)
+
     total = out.strip().splitlines()[-1]
     inner = float(total.split()[-1])
     print(total)
@@ -221,6 +248,16 @@ def main() -> int:
     print(
         f"CPU during crawl:   {cpu['crawl']:.1f} s crawl processes ({cpu['detail']}), "
         f"{cpu['server']:.1f} s site server; {(os.cpu_count() or 1) * seconds:.1f} core-s available"
+    )
+    best = (bare_seconds * workers + floor_cpu + floor_server) / workers
+    print(
+        f"Scrapy alone:       {len(pages)} pages downloaded and dropped in {floor_seconds:.1f} s, "
+        f"{floor_cpu:.1f} CPU s (process start included) + {floor_server:.1f} s site server"
+    )
+    print(
+        f"best possible ratio: {bare_seconds / best:.2f} on this machine (bare pool's {bare_seconds * workers:.1f} "
+        f"core-s + Scrapy's and the site's, perfectly spread over {workers} cores; start-up, matching, "
+        "storing free)"
     )
     print(f"peak RSS of crawl:  {peak_mb:.0f} MB (largest crawl process, VmHWM; target < 500 MB)")
     print(f"re-crawl:           {re_seconds:.1f} s, {re_downloads} article downloads (target 0 in < 5 s)")

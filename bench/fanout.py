@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
@@ -63,7 +62,7 @@ def seed(store: Store, n: int) -> None:
             content_hash="h", story_id="story-1",
         )).inserted_primary_key[0]
         match_id = conn.execute(matches.insert().values(
-            article_id=article_id, rule_id=RULE, evidence=json.loads(match.to_json()), created_at=now,
+            article_id=article_id, rule_id=RULE, evidence=match.to_dict(), created_at=now,
         )).inserted_primary_key[0]
         chats = conn.execute(select(subscriptions.c.chat_id).where(subscriptions.c.target == RULE)).scalars()
         recipients = [Recipient(chat, RULE, match) for chat in chats]

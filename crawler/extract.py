@@ -102,9 +102,7 @@ def extract_body(body: bytes, encoding: str, url: str, hints: Hints) -> Extracte
 
     doc = _Doc(found.title or hints.title or "", found.text, found.language or hints.language, hints.source)
     found_matches, mentions = rules.match_and_scan(doc, _RULESET)  # one pass over the text
-    evidence = tuple(m.to_json() for m in found_matches)  # serialised here, not on the writer
-    analysed = Analysed(tuple(found_matches), mentions, evidence)
-    return replace(found, analysed=analysed)
+    return replace(found, analysed=Analysed(tuple(found_matches), mentions))
 
 
 def text_problem(text: str) -> str | None:

@@ -1,21 +1,28 @@
 """Story clustering: syndicated copies of one story (same text in other furniture, or lightly
-edited) share a story id, found with MinHash + LSH (datasketch) over word shingles.
+edited) share a story id, found with MinHash + LSH over word shingles.
 
 Threshold: 3-word shingles, 128 permutations, LSH Jaccard threshold 0.5. Editing one word in
 twenty changes about 15 % of the 3-shingles (Jaccard ~0.74, well above); two different reports
 on the same towns share well under 10 % of their 3-shingles. The best candidate must also reach
 ``MIN_JACCARD`` by MinHash estimate, since LSH returns candidates, not verdicts.
+
+The MinHash and its LSH index are a few lines of numpy here rather than datasketch: importing
+datasketch pulls scipy in (0.3 s of every crawl process's start-up) to tune LSH parameters this
+module fixes, and it hashes each shingle with SHA-1 in a Python loop (most of the signature's
+cost). The method is the same: each permutation is a multiply-shift hash of the shingle's
+32-bit hash, the signature keeps each permutation's minimum, and LSH buckets signatures by
+bands of ``ROWS`` values (25 x 5: datasketch's optimum for 0.5 and 128 permutations).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from datetime import datetime
 from typing import Protocol
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
@@ -23,11 +30,18 @@ from lookout.store import articles
 
 NUM_PERM = 128
 SHINGLE = 3
-THRESHOLD = 0.5
+BANDS, ROWS = 25, 5
 MIN_JACCARD = 0.5
-SCHEME = "affine32"  # datasketch 2 asks which hashing scheme stored hash values came from
 MIN_SHINGLES = 8  # shorter texts never cluster: a few shared words prove nothing
+SIGNATURE_BYTES = NUM_PERM * 4  # uint32 values; stored signatures of another size are ignored
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+# Fixed seeds: signatures are stored, so every process must draw the same permutations.
+_RNG = np.random.default_rng(20161101)
+_MUL = _RNG.integers(0, 2**64, NUM_PERM, dtype=np.uint64) | np.uint64(1)  # odd multipliers
+_ADD = _RNG.integers(0, 2**64, NUM_PERM, dtype=np.uint64)
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+_SHIFT = np.uint64(32)
 
 
 class HasText(Protocol):
@@ -36,35 +50,44 @@ class HasText(Protocol):
     signature: bytes | None
 
 
-def shingles(text: str, size: int = SHINGLE) -> set[bytes]:
+def shingle_hashes(text: str, size: int = SHINGLE) -> np.ndarray:
+    """The 32-bit hashes of ``text``'s ``size``-word shingles (lower-cased words), repeats kept
+    (a minimum does not care).
+
+    Each word is hashed once (CRC-32, in C); a shingle's hash mixes its words' hashes by
+    position, so "a b c" and "c b a" differ."""
     words = _WORD.findall(text.lower())
-    return {" ".join(words[i : i + size]).encode("utf-8") for i in range(max(0, len(words) - size + 1))}
-
-
-_PERMUTATIONS = None  # generated once per process: MinHash() draws them from a seeded RNG each time
-
-
-def _permutations():
-    global _PERMUTATIONS  # noqa: PLW0603 - a cache of constants
-    if _PERMUTATIONS is None:
-        _PERMUTATIONS = MinHash(num_perm=NUM_PERM, scheme=SCHEME).permutations
-    return _PERMUTATIONS
+    count = len(words) - size + 1
+    if count <= 0:
+        return np.empty(0, dtype=np.uint64)
+    word_hash = np.array(list(map(zlib.crc32, map(str.encode, words))), dtype=np.uint64)
+    mixed = word_hash[:count] * _MIX[0]
+    for i in range(1, size):  # uint64 products wrap: that is the mixing
+        mixed ^= word_hash[i : i + count] * _MIX[i % len(_MIX)]
+    mixed *= _MIX[2]
+    return mixed >> _SHIFT
 
 
 def signature_of(text: str) -> bytes | None:
     """The MinHash of ``text`` as bytes (stored in articles.signature), or None if too short."""
-    grams = shingles(text)
-    if len(grams) < MIN_SHINGLES:
+    hashes = shingle_hashes(text)
+    if len(hashes) < MIN_SHINGLES or len(set(hashes.tolist())) < MIN_SHINGLES:
         return None
-    m = MinHash(num_perm=NUM_PERM, permutations=_permutations(), scheme=SCHEME)
-    m.update_batch(list(grams))
-    return m.hashvalues.astype(np.uint64).tobytes()
+    permuted = np.multiply.outer(hashes, _MUL)  # multiply-shift hashing, one column per permutation
+    permuted += _ADD
+    permuted >>= _SHIFT
+    return permuted.min(axis=0).astype(np.uint32).tobytes()
 
 
-def _minhash(signature: bytes) -> MinHash:
-    return MinHash(
-        hashvalues=np.frombuffer(signature, dtype=np.uint64), permutations=_permutations(), scheme=SCHEME
-    )
+def _values(signature: bytes) -> np.ndarray | None:
+    if len(signature) != SIGNATURE_BYTES:
+        return None  # from an earlier signature scheme: such an article no longer clusters
+    return np.frombuffer(signature, dtype=np.uint32)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """The Jaccard similarity of two texts, estimated from their signatures."""
+    return float(np.count_nonzero(a == b)) / NUM_PERM
 
 
 def new_story_id(url: str) -> str:
@@ -75,9 +98,9 @@ class StoryClusterer:
     """The LSH index of stored signatures, keyed by article URL, each mapped to its story id."""
 
     def __init__(self) -> None:
-        self._lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
+        self._bands: list[dict[bytes, set[str]]] = [{} for _ in range(BANDS)]
         self._story: dict[str, str] = {}
-        self._sig: dict[str, MinHash] = {}
+        self._sig: dict[str, np.ndarray] = {}
 
     @classmethod
     def load(cls, conn: Connection, since: datetime | None = None) -> StoryClusterer:
@@ -98,18 +121,24 @@ class StoryClusterer:
     def story_of(self, url: str) -> str | None:
         return self._story.get(url)
 
+    @staticmethod
+    def _band_keys(values: np.ndarray) -> list[bytes]:
+        return [values[i * ROWS : (i + 1) * ROWS].tobytes() for i in range(BANDS)]
+
     def find(self, signature: bytes | None, *, exclude: str | None = None) -> str | None:
         """The story of the most similar indexed article, if similar enough."""
-        if signature is None:
+        values = _values(signature) if signature is not None else None
+        if values is None:
             return None
-        m = _minhash(signature)
+        candidates: set[str] = set()
+        for band, key in zip(self._bands, self._band_keys(values), strict=True):
+            candidates.update(band.get(key, ()))
+        candidates.discard(exclude)  # type: ignore[arg-type]
         best, best_j = None, MIN_JACCARD
-        for key in self._lsh.query(m):
-            if key == exclude:
-                continue
-            j = m.jaccard(self._sig[key])
-            if j >= best_j:
-                best, best_j = key, j
+        for url in sorted(candidates):  # sorted: ties go the same way on every run
+            j = jaccard(values, self._sig[url])
+            if j > best_j or (j == best_j and best is None):
+                best, best_j = url, j
         return self._story[best] if best is not None else None
 
     def assign(self, article: HasText) -> str:
@@ -126,13 +155,19 @@ class StoryClusterer:
         """Index (or re-index, after an update) the article at ``url`` under ``story_id``."""
         self.remove(url)
         self._story[url] = story_id
-        if signature is not None:
-            m = _minhash(signature)
-            self._sig[url] = m
-            self._lsh.insert(url, m)
+        values = _values(signature) if signature is not None else None
+        if values is not None:
+            self._sig[url] = values
+            for band, key in zip(self._bands, self._band_keys(values), strict=True):
+                band.setdefault(key, set()).add(url)
 
     def remove(self, url: str) -> None:
-        if url in self._sig:
-            self._lsh.remove(url)
-            del self._sig[url]
+        values = self._sig.pop(url, None)
+        if values is not None:
+            for band, key in zip(self._bands, self._band_keys(values), strict=True):
+                members = band.get(key)
+                if members is not None:
+                    members.discard(url)
+                    if not members:
+                        del band[key]
         self._story.pop(url, None)

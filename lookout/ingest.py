@@ -35,9 +35,6 @@ class Analysed:
 
     matches: tuple[Match, ...]
     mentions: Mentions
-    # Each match's to_json(), made where matching ran (the crawl's workers), so the writer
-    # does not serialise matches on the crawl's main process; empty: serialise at ingest.
-    evidence: tuple[str, ...] = ()
 
 
 @dataclass
@@ -118,13 +115,13 @@ class Ingestor:
         # Only a first sighting alerts: an update at the same URL never alerts again.
         if saved.status == "new":
             found = list(analysed.matches) if analysed else rules.match(article, ruleset)
-            made = analysed.evidence if analysed and len(analysed.evidence) == len(found) else None
             rows: dict[str, dict] = {}
-            for i, m in enumerate(found):  # one row per rule: a repeat would be ignored anyway
-                rows.setdefault(m.rule_id, {
-                    "article_id": saved.article_id, "rule_id": m.rule_id,
-                    "evidence": _evidence(m, made[i] if made else None), "created_at": now,
-                })
+            for m in found:  # one row per rule: a repeat would be ignored anyway
+                if m.rule_id not in rows:
+                    rows[m.rule_id] = {
+                        "article_id": saved.article_id, "rule_id": m.rule_id,
+                        "evidence": m.to_dict(), "created_at": now,
+                    }
             match_ids = _insert_matches(conn, saved.article_id, list(rows.values()))
             # No subscriptions at all: only a rule's notify can alert (asked once per batch).
             if saved.alertable and (any(m.notify for m in found) or (subscribed or _Once(conn))()):
@@ -198,12 +195,6 @@ def _insert_matches(conn, article_id: int, rows: list[dict]) -> dict[str, int]:
             .where(matches.c.article_id == article_id, matches.c.rule_id.in_(missing))
         ))
     return ids
-
-
-def _evidence(m: Match, made: str | None = None) -> dict:
-    import json
-
-    return json.loads(made if made is not None else m.to_json())
 
 
 def build_ingestor(config, *, store: Store | None = None, ruleset=None) -> Ingestor:

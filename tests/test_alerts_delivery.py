@@ -70,9 +70,8 @@ def alert(store, chat_ids, *, story=None, match=None, outlet="NOW Lebanon", titl
 
 
 def _json(m: Match):
-    import json
 
-    return json.loads(m.to_json())
+    return m.to_dict()
 
 
 def states(store) -> dict[str, list]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from scrapy.http import HtmlResponse, Request, Response
 
@@ -216,3 +217,63 @@ def test_crawl_summary_table_totals_say_partial_ok_or_failed():
     assert total(clean, flaky)[6] == "1"  # failed pages
     broken = SourceStats("listing", index_error="http-500: Internal Server Error", finish_reason="finished")
     assert total(clean, broken)[1] == "failed"
+
+
+def test_crawls_open_no_remote_control_endpoint():
+    # Scrapy 2.19 enables RemoteControl (an /execute endpoint on 127.0.0.1) by default.
+    from scrapy.settings import Settings
+    from scrapy.utils.conf import build_component_list
+
+    settings = Settings()
+    settings.setmodule("crawler.settings", priority="project")
+    enabled = build_component_list(settings.getwithbase("EXTENSIONS"))
+    assert "scrapy.extensions.remote_control.RemoteControl" not in enabled
+    assert "scrapy.extensions.corestats.CoreStats" in enabled  # the list itself is read right
+    assert settings.getbool("REMOTE_CONTROL_ENABLED") is False
+
+
+def _true_jaccard(a: str, b: str) -> float:
+    import re
+
+    def grams(t: str) -> set[tuple[str, ...]]:
+        w = re.findall(r"\w+", t.lower())
+        return {tuple(w[i : i + 3]) for i in range(len(w) - 2)}
+
+    x, y = grams(a), grams(b)
+    return len(x & y) / len(x | y)
+
+
+def test_story_signatures_estimate_similarity_and_the_index_finds_copies():
+    import random
+
+    from crawler.stories import NUM_PERM, jaccard, signature_of
+
+    seeds = load_seed_articles()
+    base = seeds[1].text
+    rnd = random.Random(3)
+    words = base.split()
+    errors = []
+    for _ in range(60):
+        edited = list(words)
+        for _ in range(rnd.randint(0, len(words) // 3)):
+            edited[rnd.randrange(len(edited))] = rnd.choice(["lorem", "ipsum", "Azaz", str(rnd.random())])
+        other = " ".join(edited)
+        sa, sb = (np.frombuffer(signature_of(t), dtype=np.uint32) for t in (base, other))
+        errors.append(jaccard(sa, sb) - _true_jaccard(base, other))
+    # 128 permutations: standard error about 0.04; the estimates must scatter around the truth.
+    assert abs(float(np.mean(errors))) < 0.03 and float(np.std(errors)) < 0.06
+    assert len(signature_of(base)) == NUM_PERM * 4
+    assert signature_of("too short to cluster") is None
+    assert signature_of("Daesh " * 200) is None  # one shingle repeated is not a text
+    assert signature_of("a b c d e f g h i j k l") != signature_of("l k j i h g f e d c b a")
+
+    clusterer = StoryClusterer()
+    clusterer.add("https://a.example/1", "story-1", signature_of(base))
+    clusterer.add("https://a.example/2", "story-2", signature_of(seeds[0].text))
+    clusterer.add("https://old.example/", "story-old", b"\0" * 1024)  # an older scheme's size: ignored
+    edited = base.replace("Kafrah", "Kafra").replace("monitoring NGO", "monitor")
+    assert clusterer.find(signature_of(edited)) == "story-1"
+    assert clusterer.find(signature_of(seeds[2].text)) is None
+    clusterer.remove("https://a.example/1")
+    assert clusterer.find(signature_of(edited)) is None
+    assert len(clusterer) == 2

@@ -3,6 +3,8 @@ longest-name-wins, areas with a gazetteer, within, evidence and snippets."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from lookout.commands.rules import read_article
 from rules import engine, load_ruleset, match, scan
 from rules.gazetteer import Gazetteer, parse_geonames_dump
 from rules.geo import describe_position
-from rules.types import Match, PlaceRef, Text
+from rules.types import Match, PlaceRef, TermHit, Text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "rules" / "examples"
@@ -308,6 +310,15 @@ def test_snippet_is_the_sentence_with_marks(ruleset):
     assert m.snippet == "On Friday ISIS fighters advanced toward Azaz from the east."
     assert [m.snippet[a:b] for a, b in m.marks] == ["ISIS", "Azaz"]
     assert [(p.id, p.lat, p.lon) for p in m.places] == [("azaz", 36.5866, 37.0463)]
+    assert Match.from_json(m.to_json()) == m
+
+
+def test_evidence_json_holds_every_field():
+    # to_dict is written out for speed: it must still carry every field, nested ones included.
+    hit = TermHit("area", "north-aleppo", "Marea", "text", 3, 8)
+    place = PlaceRef("marea", "Marea", 36.6, 37.2, True, area="north-aleppo", distance_km=12.5)
+    m = Match("r", "T", "high", (hit,), (place,), ("isis",), "s", ((0, 1),), ("@chan",))
+    assert m.to_dict() == json.loads(json.dumps(asdict(m)))
     assert Match.from_json(m.to_json()) == m
 
 
