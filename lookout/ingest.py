@@ -93,7 +93,10 @@ class Ingestor:
             ]
         for article, outcome in zip(batch, outcomes, strict=True):
             self._count(outcome)
-            log.info(
+            # INFO only for what an operator acts on (alerts queued); every article at DEBUG, so
+            # a crawl of thousands of pages does not bury its progress lines.
+            log.log(
+                logging.INFO if outcome.enqueued or outcome.also else logging.DEBUG,
                 "ingested article=%s status=%s story=%s matches=%d alerts=%d url=%s",
                 outcome.article_id, outcome.status, outcome.story_id, len(outcome.matches),
                 outcome.enqueued, article.url,

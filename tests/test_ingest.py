@@ -97,3 +97,13 @@ def test_a_failure_while_enqueueing_leaves_nothing_half_written(store, ruleset, 
     with pytest.raises(RuntimeError):
         ingestor.ingest(article("https://a.example/1"))
     assert count(store, articles) == 0 and count(store, matches) == 0 and count(store, outbox) == 0
+
+
+def test_only_articles_that_queue_alerts_are_logged_at_info(store, ruleset, caplog):
+    ingestor = make_ingestor(store, ruleset)
+    quiet = "The football league resumed on Friday after the winter break, with three matches played."
+    with caplog.at_level("DEBUG", logger="lookout.ingest"):
+        ingestor.ingest(article("https://a.example/alerting"))
+        ingestor.ingest(article("https://a.example/quiet", quiet))
+    levels = {r.getMessage().rsplit("url=", 1)[1]: r.levelname for r in caplog.records if "ingested" in r.msg}
+    assert levels == {"https://a.example/alerting": "INFO", "https://a.example/quiet": "DEBUG"}
