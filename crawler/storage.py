@@ -83,8 +83,7 @@ def save_article(
         clusterer.add(article.url, row.story_id, article.signature)  # same URL keeps its story
         return SavedArticle(row.id, row.story_id, "updated", True, row.alertable)
 
-    existing = clusterer.find(article.signature, exclude=article.url)
-    story_id = clusterer.assign(article)
+    story_id, similar = clusterer.assign(article)  # one LSH query per new article
     alertable = is_alertable(article.published, max_age=max_age, now=now)
     result = conn.execute(
         _INSERT,
@@ -109,7 +108,7 @@ def save_article(
     )
     article_id = int(result.inserted_primary_key[0])
     _remember_other_urls(conn, article_id, article)
-    return SavedArticle(article_id, story_id, "new", existing is None, alertable)
+    return SavedArticle(article_id, story_id, "new", similar is None, alertable)
 
 
 def _remember_other_urls(conn: Connection, article_id: int, article: Article) -> None:

@@ -141,15 +141,16 @@ class StoryClusterer:
                 best, best_j = url, j
         return self._story[best] if best is not None else None
 
-    def assign(self, article: HasText) -> str:
-        """The story id for an article: its own if already indexed, a similar article's, else new.
-        The article is indexed under that story."""
+    def assign(self, article: HasText) -> tuple[str, str | None]:
+        """The story id for an article: its own if already indexed, a similar article's, else new;
+        and the similar other article's story, if any (None: the article starts a story). The
+        article is indexed under that story."""
         if article.signature is None:
             article.signature = signature_of(article.text)
-        known = self._story.get(article.url)
-        story = known or self.find(article.signature) or new_story_id(article.url)
+        similar = self.find(article.signature, exclude=article.url)
+        story = self._story.get(article.url) or similar or new_story_id(article.url)
         self.add(article.url, story, article.signature)
-        return story
+        return story, similar
 
     def add(self, url: str, story_id: str, signature: bytes | None) -> None:
         """Index (or re-index, after an update) the article at ``url`` under ``story_id``."""

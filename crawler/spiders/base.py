@@ -167,9 +167,10 @@ class LookoutSpider(scrapy.Spider):
         if not found.text:
             self.fail(response.url, "no-text", "trafilatura found no article text")
             return
-        url = canonicalize(response.url)
         if found.canonical and same_site(found.canonical, response.url):
             url = canonicalize(found.canonical, base=response.url)
+        else:  # the entry's URL is canonical already: only a redirect needs the work again
+            url = entry.url if response.url == entry.url else canonicalize(response.url)
         title = found.title or entry.title or ""
         article = Article(
             url=url,
