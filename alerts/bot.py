@@ -38,8 +38,9 @@ from telegram.ext import (
 
 from alerts import chatprefs, subscriptions
 from alerts.chatprefs import PrefError
-from lookout.config import Config
-from lookout.store import Store, crawl_failures, outbox, sources, utcnow
+from alerts.config import TelegramConfig
+from core.store import Store, crawl_failures, outbox, sources, utcnow
+from rules.model import Ruleset
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -105,7 +106,7 @@ class BotHandlers:
     """The bot's handlers, sharing the store, config, current ruleset and service callbacks."""
 
     def __init__(
-        self, config: Config, store: Store, ruleset_provider: Callable[[], Any], *,
+        self, config: TelegramConfig, store: Store, ruleset_provider: Callable[[], Ruleset], *,
         on_crawl: Callback | None = None, on_reload: Callback | None = None,
     ):
         self.config = config
@@ -113,7 +114,7 @@ class BotHandlers:
         self.ruleset_provider = ruleset_provider
         self.on_crawl = on_crawl
         self.on_reload = on_reload
-        self.admins = {str(a) for a in config.telegram.admins}
+        self.admins = {str(a) for a in config.admins}
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -536,7 +537,7 @@ def _sources_text(conn: Connection) -> str:
 
 
 def build_application(
-    config: Config, store: Store, ruleset_provider: Callable[[], Any], *,
+    config: TelegramConfig, store: Store, ruleset_provider: Callable[[], Ruleset], *,
     on_crawl: Callback | None = None, on_reload: Callback | None = None,
     rate_limiter: bool = True,
 ) -> Application:
@@ -545,10 +546,10 @@ def build_application(
     Replies go through ``AIORateLimiter`` so a flood wait (429) on a reply is waited out and
     retried instead of losing the answer; alerts have their own paced dispatcher.
     """
-    token = config.telegram.token
+    token = config.token
     if token is None:
         raise ValueError("telegram.token is not set (put it in TELEGRAM_BOT_TOKEN)")
-    api = config.telegram.api_url
+    api = config.api_url
     builder = (
         Application.builder()
         .token(token.get_secret_value())
@@ -586,8 +587,8 @@ async def register_commands(app: Application) -> None:
         log.warning("could not register bot commands: %s", exc)
 
 
-def _webhook_args(config: Config) -> dict[str, Any]:
-    tg = config.telegram
+def _webhook_args(config: TelegramConfig) -> dict[str, Any]:
+    tg = config
     assert tg.webhook_url and tg.token is not None
     host, _, port = tg.webhook_listen.rpartition(":")
     # Telegram echoes this secret in a header, so forged webhook posts are rejected.
@@ -605,14 +606,14 @@ def _quiet_http_logs() -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
-async def start_bot(app: Application, config: Config, *, poll_interval: float = 0.0) -> None:
+async def start_bot(app: Application, config: TelegramConfig, *, poll_interval: float = 0.0) -> None:
     """Start inside an already running event loop (the service); pair with ``stop_bot``."""
     _quiet_http_logs()
     await app.initialize()
     await register_commands(app)
     await app.start()
     assert app.updater is not None
-    if config.telegram.webhook_url:
+    if config.webhook_url:
         # PTB's own webhook server (tornado): it registers the webhook with Telegram and refuses
         # posts without the secret header. Meant to sit behind a TLS-terminating reverse proxy.
         await app.updater.start_webhook(**_webhook_args(config), allowed_updates=Update.ALL_TYPES)

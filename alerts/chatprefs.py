@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
-from lookout.durations import format_duration, parse_duration
+from core.durations import format_duration, parse_duration
 
 DigestMode = Literal["off", "hourly", "daily"]
 MAX_MUTE = timedelta(days=365)

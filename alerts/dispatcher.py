@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import select
 
 from alerts import outbox as ob
+from alerts.config import TelegramConfig
 from alerts.format import AlertView, primary_place, render_alert, render_digest, to_terminal
 from alerts.ratelimit import RateLimiter
 from alerts.telegram import (
@@ -41,8 +42,7 @@ from alerts.telegram import (
     Transient,
     alert_buttons,
 )
-from lookout.config import TelegramConfig
-from lookout.store import Store, articles, chats, matches, outbox, utcnow
+from core.store import Store, articles, chats, matches, outbox, utcnow
 from rules.types import Match
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.engine import Connection
 
-from lookout.store import articles, chats, insert_ignore, outbox
+from core.store import articles, chats, insert_ignore, outbox
 from rules.types import Match
 
 SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1}

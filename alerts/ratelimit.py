@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from lookout.config import TelegramConfig
+from alerts.config import TelegramConfig
 
 PRIVATE_BURST = 3
 GUARD_WINDOW = 1.0  # seconds: the window Telegram counts its 30 messages in

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
-from lookout.store import chats, insert_ignore, outbox, rule_mutes, subscriptions, utcnow
+from core.store import chats, insert_ignore, outbox, rule_mutes, subscriptions, utcnow
 from rules.geo import haversine_km
 from rules.types import Match, Mentions
 

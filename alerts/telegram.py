@@ -266,7 +266,7 @@ class PTBSender:
 
 def _guard_logs(token: str) -> None:
     """httpx logs each request URL, token included: redact on its logger whatever the handlers."""
-    from lookout.logs import RedactingFilter
+    from core.logs import RedactingFilter
 
     for name in ("httpx", "httpcore", "telegram.Bot", "telegram.ext.Updater", "telegram.ext.Application"):
         logger = logging.getLogger(name)

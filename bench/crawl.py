@@ -212,7 +212,7 @@ def main() -> int:
         # The gazetteer cache (var/gazetteer next to the config) is built once per install, by
         # the first run ever or `lookout gazetteer`: build it here, untimed, as any earlier run would.
         from lookout.config import load_config
-        from rules.gazetteer import gazetteer_for
+        from lookout.loaders import gazetteer_for
 
         gazetteer_for(load_config(config))
         print(f"load average before the crawl: {os.getloadavg()[0]:.2f}")

@@ -28,8 +28,7 @@ from sqlalchemy import select  # noqa: E402
 from alerts.dispatcher import Dispatcher  # noqa: E402
 from alerts.outbox import Recipient, enqueue  # noqa: E402
 from alerts.telegram import PTBSender  # noqa: E402
-from lookout.config import TelegramConfig  # noqa: E402
-from lookout.store import (  # noqa: E402
+from core.store import (  # noqa: E402
     Store,
     articles,
     matches,
@@ -38,6 +37,7 @@ from lookout.store import (  # noqa: E402
     url_hash,
     utcnow,
 )
+from lookout.config import TelegramConfig  # noqa: E402
 from rules.types import Match, PlaceRef  # noqa: E402
 
 RULE = "is-near-azaz"

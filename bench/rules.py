@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rules.engine import build_index, match  # noqa: E402
+from rules.engine import match  # noqa: E402
+from rules.index import compile_ruleset  # noqa: E402
 from rules.model import Group, Node, Place, Rule, Ruleset, Term  # noqa: E402
 from rules.types import Text  # noqa: E402
 
@@ -168,7 +169,7 @@ def main() -> None:
         mentioned = rng.sample(aliases, 5)
         rs = ruleset(aliases, mentioned, rng)
         t = time.perf_counter()
-        rs.index = build_index(rs)
+        rs = compile_ruleset(rs)
         build = time.perf_counter() - t
         doc = Text(title="Report", text=article(mentioned, rng))
         found = len(match(doc, rs))

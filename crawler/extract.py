@@ -10,10 +10,14 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from lookout.ingest import Analysed
+from w3lib.encoding import html_to_unicode
+
+from crawler.storage import content_hash
+from crawler.stories import signature_of
+from rules.engine import match_and_scan
+from rules.index import CompiledRuleset
+from rules.types import Analysis
 
 MAX_REPLACEMENT_SHARE = 0.02  # more U+FFFD than this: the body was not in the declared encoding
 
@@ -54,7 +58,7 @@ class Extracted:
     signature: bytes | None = None  # MinHash for story clustering, computed here, off the reactor
     content_hash: str = ""
     problem: str | None = None  # why the page is unusable (undecodable), found after decoding
-    analysed: Analysed | None = None  # rule matches and mentions, when the pool has a ruleset
+    analysis: Analysis | None = None  # rule matches and mentions, when the pool has a ruleset
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,10 @@ class _Doc:
     source: str
 
 
-_RULESET = None  # installed in each worker by ExtractionPool (rules are pure: safe to run here)
+_RULESET: CompiledRuleset | None = None  # set in each worker by ExtractionPool (rules are pure)
 
 
-def _install(ruleset) -> None:
+def _install(ruleset: CompiledRuleset | None) -> None:
     global _RULESET  # noqa: PLW0603 - one ruleset per worker process, set once at start
     _RULESET = ruleset
     import trafilatura  # noqa: F401 - imported once per worker, before the first page
@@ -88,8 +92,6 @@ def _install(ruleset) -> None:
 def extract_body(body: bytes, encoding: str, url: str, hints: Hints) -> Extracted:
     """A downloaded page (bytes, decoded here as Scrapy's ``response.text`` would) to its
     text, metadata, story signature and, with a ruleset installed, its rule matches."""
-    from w3lib.encoding import html_to_unicode
-
     html = html_to_unicode(f"charset={encoding}", body)[1]
     problem = text_problem(html)
     if problem:
@@ -97,12 +99,9 @@ def extract_body(body: bytes, encoding: str, url: str, hints: Hints) -> Extracte
     found = extract_page(html, url)
     if _RULESET is None or not found.text:
         return found
-    import rules
-    from lookout.ingest import Analysed
-
     doc = _Doc(found.title or hints.title or "", found.text, found.language or hints.language, hints.source)
-    found_matches, mentions = rules.match_and_scan(doc, _RULESET)  # one pass over the text
-    return replace(found, analysed=Analysed(tuple(found_matches), mentions))
+    found_matches, mentions = match_and_scan(doc, _RULESET)  # one pass over the text
+    return replace(found, analysis=Analysis(tuple(found_matches), mentions))
 
 
 def text_problem(text: str) -> str | None:
@@ -130,9 +129,6 @@ def extract_page(html: str, url: str) -> Extracted:
     text = (doc.text or "").strip()
     published = _parse_date(doc.date)
     language = declared_language(html) or detect_language(f"{doc.title or ''}\n{text}")
-    from crawler.storage import content_hash
-    from crawler.stories import signature_of
-
     title = (doc.title or "").strip()
     return Extracted(
         title=title,
@@ -191,7 +187,7 @@ class ExtractionPool:
     spider callback. Pages go in as bytes (no decoding on the reactor thread), compact results
     come back."""
 
-    def __init__(self, workers: int | None = None, *, ruleset=None):
+    def __init__(self, workers: int | None = None, *, ruleset: CompiledRuleset | None = None):
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.ruleset = ruleset  # matched in the workers when given
         self._executor: ProcessPoolExecutor | None = None

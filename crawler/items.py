@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
+
+# What storing an article found: a first sighting, a changed text at a known URL, or neither.
+ArticleStatus = Literal["new", "updated", "unchanged"]
 
 
 @dataclass

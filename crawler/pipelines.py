@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from scrapy.crawler import Crawler
 
 from crawler.items import Article
-from lookout.ingest import Analysed
+from rules.types import Analysis
+
+if TYPE_CHECKING:
+    from crawler.spiders.base import LookoutSpider
 
 log = logging.getLogger(__name__)
 
@@ -19,33 +25,32 @@ class Cleaned:
     its matches and mentions."""
 
     article: Article
-    analysed: Analysed | None = None
+    analysis: Analysis | None = None
 
 
 class StorePipeline:
-    def __init__(self, crawler):
+    def __init__(self, crawler: Crawler):
         self.crawler = crawler
 
     @classmethod
-    def from_crawler(cls, crawler):
+    def from_crawler(cls, crawler: Crawler) -> StorePipeline:
         return cls(crawler)
 
     async def process_item(self, item: Cleaned) -> Cleaned:
-        spider = self.crawler.spider
-        stats = spider.stats_
+        spider: LookoutSpider = self.crawler.spider  # type: ignore[assignment]
+        stats = spider.source_stats
         url = item.article.url
         try:
-            outcome = await spider.runtime.ingest(item.article, item.analysed)
+            outcome = await spider.runtime.ingest(item.article, item.analysis)
         except Exception as exc:  # one bad article must not stop the crawl
             log.error("storing %s failed: %s: %s", url, type(exc).__name__, exc)
             spider.fail(url, "store-error", f"{type(exc).__name__}: {exc}")
             return item
-        status = getattr(outcome, "status", "new")
-        if status == "new":
+        if outcome.status == "new":
             stats.new += 1
-            if not getattr(outcome, "new_story", True):
+            if not outcome.new_story:
                 stats.duplicates += 1
-        elif status == "updated":
+        elif outcome.status == "updated":
             stats.updated += 1
         else:
             stats.unchanged += 1

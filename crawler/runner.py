@@ -14,14 +14,15 @@ from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 from sqlalchemy import update
 
+from core.store import Store, crawl_runs, insert_ignore, sources, utcnow
+from crawler.config import CrawlConfig
 from crawler.extract import ExtractionPool
 from crawler.logsetup import quiet_libraries
 from crawler.runtime import CrawlRuntime, Ingestor
+from crawler.settings import apply_config
 from crawler.sources import Source
 from crawler.spiders import spider_for
 from crawler.state import SourceStats
-from lookout.config import Config
-from lookout.store import Store, crawl_runs, insert_ignore, sources, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,12 @@ class CrawlReport:
         return all(s.result != "failed" for s in self.sources)
 
 
-def crawl_settings(config: Config) -> Settings:
-    from crawler.settings import apply_config
-
+def crawl_settings(crawl: CrawlConfig, *, version: str, debug: bool = False) -> Settings:
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")
     settings.set("LOOKOUT_MANAGED", True, priority="cmdline")
-    settings.set("LOG_INSTALL_ROOT_HANDLER", False, priority="cmdline")  # lookout.logs owns the root
-    apply_config(settings, config, priority="cmdline")
+    settings.set("LOG_INSTALL_ROOT_HANDLER", False, priority="cmdline")  # the caller's logging owns the root
+    apply_config(settings, crawl, version=version, debug=debug, priority="cmdline")
     return settings
 
 
@@ -79,7 +78,7 @@ class _RunRecorder:
             self.run_ids[source.name] = int(result.inserted_primary_key[0])
 
     def spider_closed(self, spider, reason: str) -> None:
-        stats: SourceStats = spider.stats_
+        stats: SourceStats = spider.source_stats
         stats.finish_reason = reason
         stats.seconds = time.monotonic() - spider.started_at
         now = utcnow()
@@ -111,12 +110,14 @@ class _RunRecorder:
 
 
 def run_crawl(
-    config: Config,
     sources_: list[Source],
     *,
-    ingestor: Ingestor | None = None,
+    crawl: CrawlConfig,
+    store: Store,
+    ingestor: Ingestor,
+    version: str,
+    debug: bool = False,
     progress: Callable[[SourceStats], None] | None = None,
-    store: Store | None = None,
 ) -> CrawlReport:
     """Crawl ``sources_`` now (in parallel, one reactor) and return per-source stats."""
     started = time.monotonic()
@@ -126,12 +127,11 @@ def run_crawl(
     # Before the reactor: forking is safe and cheap here, and the workers share the ruleset
     # (matching is pure CPU work: it runs next to extraction, not on the reactor's process).
     quiet_libraries()
-    ruleset = getattr(ingestor, "ruleset", None)
-    extractor = ExtractionPool(ruleset=ruleset() if callable(ruleset) else None).start()
-    runtime = CrawlRuntime.build(config, store=store, ingestor=ingestor, extractor=extractor)
+    extractor = ExtractionPool(ruleset=ingestor.ruleset()).start()
+    runtime = CrawlRuntime(crawl, store, ingestor, extractor, sources=list(sources_))
     recorder = _RunRecorder(runtime.store, report, progress)
     try:
-        process = CrawlerProcess(crawl_settings(config))
+        process = CrawlerProcess(crawl_settings(crawl, version=version, debug=debug))
         for source in sources_:
             crawler = process.create_crawler(spider_for(source.kind))
             crawler.signals.connect(recorder.spider_closed, signal=signals.spider_closed)

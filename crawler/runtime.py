@@ -1,8 +1,11 @@
-"""What a crawl shares across its spiders: config, store, ingestor, the extraction pool, the
-article URLs already claimed in this run, and the writer thread that ingests in batches.
+"""What a crawl shares across its spiders: crawl settings, store, ingestor, the extraction
+pool, the article URLs already claimed in this run, and the writer thread that ingests in
+batches.
 
 The runner builds one and hands it to each spider as a keyword argument (Scrapy deep-copies
-settings, so live objects do not travel there). Plain ``scrapy crawl`` builds its own.
+settings, so live objects do not travel there). Plain ``scrapy crawl`` asks the object named by
+the ``LOOKOUT_STANDALONE`` setting to build one (the composition root wires it, so the crawler
+never imports it).
 """
 
 from __future__ import annotations
@@ -14,15 +17,19 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
+from scrapy.settings import BaseSettings
+
+from core.store import Store, utcnow
+from crawler.config import CrawlConfig
 from crawler.extract import ExtractionPool
-from crawler.items import Article
-from lookout.config import Config
-from lookout.store import Store
-
-if TYPE_CHECKING:
-    from lookout.ingest import Analysed
+from crawler.items import Article, ArticleStatus
+from crawler.sources import Source
+from crawler.storage import save_article
+from crawler.stories import StoryClusterer
+from rules.index import CompiledRuleset
+from rules.types import Analysis
 
 log = logging.getLogger(__name__)
 
@@ -34,39 +41,45 @@ BATCH_SIZE = 64  # articles per transaction at most
 BATCH_WAIT = 0.05
 
 
+class Stored(Protocol):
+    """What the crawl learns back about an article it handed over."""
+
+    @property
+    def status(self) -> ArticleStatus: ...
+    @property
+    def new_story(self) -> bool: ...
+
+
 class Ingestor(Protocol):
-    def ingest(self, article: Article) -> object: ...
+    """Takes the crawl's cleaned articles: stores them (and, in Lookout, matches the rules and
+    queues alerts in the same transaction). ``ruleset`` is what the extraction workers match
+    with, or None to match nothing there."""
+
+    def ruleset(self) -> CompiledRuleset | None: ...
+
+    def ingest_many(self, batch: list[Article], analyses: list[Analysis | None]) -> list[Stored]: ...
+
+
+class Standalone(Protocol):
+    """What plain ``scrapy crawl`` needs from outside the crawler: the configuration's crawl
+    settings, and a runtime (store, ingestor, sources) built from the configuration file."""
+
+    def apply_settings(self, settings: BaseSettings) -> None: ...
+
+    def runtime(self, settings: BaseSettings) -> CrawlRuntime: ...
 
 
 @dataclass
 class CrawlRuntime:
-    config: Config
+    crawl: CrawlConfig
     store: Store
     ingestor: Ingestor
     extractor: ExtractionPool
-    owned: list[Any] = field(default_factory=list)  # what close() must release
+    sources: list[Source] = field(default_factory=list)  # what ``scrapy crawl -a source=NAME`` picks from
+    owned_store: bool = False  # close() disposes of the store too
+    owned_extractor: bool = False  # close() shuts the pool down too
     claimed: set[str] = field(default_factory=set)  # article URLs some spider of this run fetches
     writer: IngestWriter | None = None
-
-    @classmethod
-    def build(
-        cls,
-        config: Config,
-        *,
-        store: Store | None = None,
-        ingestor: Ingestor | None = None,
-        extractor: ExtractionPool | None = None,
-    ) -> CrawlRuntime:
-        owned: list[Any] = []
-        if store is None:
-            store = getattr(ingestor, "store", None) or Store(config.database_url())
-            owned.append(store)
-        if ingestor is None:
-            ingestor = default_ingestor(config, store)
-        if extractor is None:
-            extractor = ExtractionPool().start()
-            owned.append(extractor)
-        return cls(config, store, ingestor, extractor, owned)
 
     def claim(self, url: str) -> bool:
         """True for the first spider of this run to want ``url``: two sources on one site
@@ -77,22 +90,22 @@ class CrawlRuntime:
         self.claimed.add(url)
         return True
 
-    def ingest(self, article: Article, analysed: Analysed | None = None) -> asyncio.Future:
+    def ingest(self, article: Article, analysis: Analysis | None = None) -> asyncio.Future[Stored]:
         """Hand ``article`` to the writer thread; the future gives the ingest outcome."""
         if self.writer is None:
             self.writer = IngestWriter(self.ingestor)
-        return asyncio.wrap_future(self.writer.submit(article, analysed))
+        return asyncio.wrap_future(self.writer.submit(article, analysis))
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-        for thing in self.owned:
-            if isinstance(thing, ExtractionPool):
-                thing.shutdown()
-            elif isinstance(thing, Store):
-                thing.dispose()
-        self.owned.clear()
+        if self.owned_extractor:
+            self.extractor.shutdown()
+            self.owned_extractor = False
+        if self.owned_store:
+            self.store.dispose()
+            self.owned_store = False
 
 
 class IngestWriter:
@@ -106,13 +119,13 @@ class IngestWriter:
         self.ingestor = ingestor
         self.batch_size = batch_size
         self.wait = wait
-        self._queue: queue.Queue[tuple[Article, Analysed | None, Future] | None] = queue.Queue()
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="lookout-ingest", daemon=True)
         self._thread.start()
 
-    def submit(self, article: Article, analysed: Analysed | None = None) -> Future:
-        future: Future = Future()
-        self._queue.put((article, analysed, future))
+    def submit(self, article: Article, analysis: Analysis | None = None) -> Future[Stored]:
+        future: Future[Stored] = Future()
+        self._queue.put(_Pending(article, analysis, future))
         return future
 
     def close(self) -> None:
@@ -138,61 +151,43 @@ class IngestWriter:
                 pass
             self._write(batch)
 
-    def _write(self, batch: list[tuple[Article, Analysed | None, Future]]) -> None:
-        many = getattr(self.ingestor, "ingest_many", None)
-        if many is None:
-            for article, _, future in batch:
-                self._settle(future, lambda a=article: self.ingestor.ingest(a))
-            return
+    def _write(self, batch: list[_Pending]) -> None:
         if len(batch) > 1:
             try:
-                outcomes = many([a for a, _, _ in batch], [x for _, x, _ in batch])
+                outcomes = self.ingestor.ingest_many([p.article for p in batch], [p.analysis for p in batch])
             except Exception:
                 log.warning("a batch of %d articles failed; storing them one by one", len(batch))
             else:
-                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-                    future.set_result(outcome)
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    pending.future.set_result(outcome)
                 return
-        for article, analysed, future in batch:
-            self._settle(future, lambda a=article, x=analysed: many([a], [x])[0])
-
-    @staticmethod
-    def _settle(future: Future, work) -> None:
-        try:
-            future.set_result(work())
-        except Exception as exc:
-            future.set_exception(exc)
+        for pending in batch:
+            try:
+                pending.future.set_result(self.ingestor.ingest_many([pending.article], [pending.analysis])[0])
+            except Exception as exc:
+                pending.future.set_exception(exc)
 
 
-def default_ingestor(config: Config, store: Store) -> Ingestor:
-    """lookout.ingest's (store, match, enqueue); until the rules can load, store only."""
-    try:
-        from lookout.ingest import build_ingestor
-
-        return build_ingestor(config, store=store)
-    except ImportError as exc:
-        log.warning("rules unavailable (%s): articles are stored without matching", exc)
-        return StoreOnlyIngestor(store, config)
+@dataclass(frozen=True)
+class _Pending:
+    article: Article
+    analysis: Analysis | None
+    future: Future[Stored]
 
 
 class StoreOnlyIngestor:
     """Stores articles (story clustering included) without matching rules."""
 
-    def __init__(self, store: Store, config: Config):
-        from crawler.stories import StoryClusterer
-
+    def __init__(self, store: Store, crawl: CrawlConfig):
         self.store = store
-        self.max_age = config.crawl.max_age
+        self.max_age = crawl.max_age
         with store.connect() as conn:
             self.clusterer = StoryClusterer.load(conn)
 
-    def ingest(self, article: Article):
-        return self.ingest_many([article])[0]
+    def ruleset(self) -> CompiledRuleset | None:
+        return None
 
-    def ingest_many(self, batch: list[Article], analysed: list | None = None) -> list:
-        from crawler.storage import save_article
-        from lookout.store import utcnow
-
+    def ingest_many(self, batch: list[Article], analyses: list[Analysis | None]) -> list[Stored]:
         with self.store.begin() as conn:
             return [
                 save_article(conn, article, self.clusterer, max_age=self.max_age, now=utcnow())

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from scrapy.settings import BaseSettings
 from scrapy.settings.default_settings import EXTENSIONS_BASE as _SCRAPY_EXTENSIONS
+
+from crawler.config import CrawlConfig
 
 BOT_NAME = "lookout"
 SPIDER_MODULES = ["crawler.spiders"]
@@ -59,25 +62,30 @@ EXTENSIONS_BASE = {k: v for k, v in _SCRAPY_EXTENSIONS.items() if not k.endswith
 REMOTE_CONTROL_ENABLED = False
 
 
-def user_agent(config) -> str:
-    from lookout import __version__
+# Plain `scrapy crawl` (no runner) asks this object for its settings and runtime: the
+# composition root names itself here as a string, so the crawler never imports it.
+LOOKOUT_STANDALONE = "lookout.pipeline.ScrapyStandalone"
+LOOKOUT_CONFIG_FILE = None  # `scrapy crawl -s LOOKOUT_CONFIG_FILE=...`; default: as `lookout` finds it
 
-    return config.crawl.user_agent or f"Lookout/{__version__} (+{config.crawl.contact_url})"
+
+def user_agent(crawl: CrawlConfig, version: str) -> str:
+    return crawl.user_agent or f"Lookout/{version} (+{crawl.contact_url})"
 
 
-def apply_config(settings, config, *, priority: str = "cmdline") -> None:
-    """Copy ``config.crawl`` into Scrapy settings."""
-    crawl = config.crawl
+def apply_config(
+    settings: BaseSettings, crawl: CrawlConfig, *, version: str, debug: bool = False, priority: str = "cmdline"
+) -> None:
+    """Copy the ``crawl:`` section into Scrapy settings."""
     settings.setdict(
         {
-            "USER_AGENT": user_agent(config),
+            "USER_AGENT": user_agent(crawl, version),
             "ROBOTSTXT_OBEY": crawl.obey_robots,
             "CONCURRENT_REQUESTS_PER_DOMAIN": crawl.concurrency_per_domain,
             "AUTOTHROTTLE_ENABLED": crawl.autothrottle,
             "DOWNLOAD_TIMEOUT": max(1, int(crawl.download_timeout.total_seconds())),
             "DOWNLOAD_MAXSIZE": crawl.max_body_bytes,
             "REDIRECT_MAX_TIMES": crawl.max_redirects,
-            "LOG_LEVEL": "DEBUG" if config.log_level == "DEBUG" else "WARNING",
+            "LOG_LEVEL": "DEBUG" if debug else "WARNING",
         },
         priority=priority,
     )

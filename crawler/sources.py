@@ -11,8 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from ruamel.yaml.comments import CommentedMap
 
-from lookout.durations import Duration, parse_duration
-from lookout.located import ErrorCollector, LocatedErrors, load_yaml, node_location, pydantic_errors
+from core.durations import Duration, parse_duration
+from core.located import ErrorCollector, load_yaml, node_location, pydantic_errors
 
 _NAME = re.compile(r"^[a-z0-9-]+$")
 SourceKind = Literal["feed", "sitemap", "listing"]
@@ -136,16 +136,6 @@ def load_sources(path: str | Path) -> list[Source]:
     return parse_sources(data, str(path))
 
 
-def sources_from_config(config: Any) -> list[Source]:
-    """``config.sources``: a path (relative to the config file) or an inline list."""
-    if isinstance(config.sources, str):
-        path = config.resolve(config.sources)
-        if not path.exists():
-            raise LocatedErrors([_error(str(path), "sources file not found")])
-        return load_sources(path)
-    return parse_sources(config.sources, config.origin or "<config>")
-
-
 def select_sources(all_sources: list[Source], names: list[str]) -> list[Source]:
     """The named sources (all when none); an unknown name is an error listing the known ones."""
     if not names:
@@ -155,9 +145,3 @@ def select_sources(all_sources: list[Source], names: list[str]) -> list[Source]:
     if unknown:
         raise KeyError(f"unknown source(s): {', '.join(unknown)}; known: {', '.join(by_name) or 'none'}")
     return [by_name[n] for n in names]
-
-
-def _error(path: str, message: str):
-    from lookout.located import LocatedError, Location
-
-    return LocatedError(Location(path, 1, 1), message)

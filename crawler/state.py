@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from lookout.store import Store, crawl_failures, http_cache, insert_ignore, utcnow
+from core.store import Store, crawl_failures, http_cache, insert_ignore, utcnow
 
 
 @dataclass

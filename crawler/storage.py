@@ -1,6 +1,6 @@
 """Storing one cleaned article: new, updated (same URL, changed text: keeps its story) or
 unchanged; story assignment; ``alertable`` from ``crawl.max_age``. Called inside the caller's
-transaction (``lookout.ingest`` matches and enqueues alerts in the same one)."""
+transaction (``lookout.pipeline`` matches and enqueues alerts in the same one)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
+from core.store import article_urls, articles, insert_ignore, url_hash
 from crawler.canonical import canonicalize
-from crawler.items import Article
+from crawler.items import Article, ArticleStatus
 from crawler.stories import StoryClusterer, signature_of
-from lookout.store import article_urls, articles, insert_ignore, url_hash
 
 _SPACE = re.compile(r"\s+")
 
@@ -33,7 +32,7 @@ _INSERT = articles.insert()
 class SavedArticle:
     article_id: int
     story_id: str
-    status: Literal["new", "updated", "unchanged"]
+    status: ArticleStatus
     new_story: bool  # False when it joined an existing story from another URL (syndicated copy)
     alertable: bool
 

@@ -26,7 +26,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from lookout.store import articles
+from core.store import articles
 
 NUM_PERM = 128
 SHINGLE = 3

@@ -41,8 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from core.located import LocatedErrors
     from lookout.config import load_config
-    from lookout.located import LocatedErrors
 
     try:
         config = load_config(args.config)
@@ -56,9 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_command(args: argparse.Namespace, config) -> int:
     """Run a parsed command with a validated config: logging set up, secrets redacted, the
     store closed afterwards, located errors printed. The service's crawl children use it too."""
+    from core.located import LocatedErrors
+    from core.logs import setup_logging
     from lookout.context import AppContext
-    from lookout.located import LocatedErrors
-    from lookout.logs import setup_logging
 
     verbose = getattr(args, "verbose", False)
     setup_logging(logging.DEBUG if verbose else config.log_level, secrets=_secrets(config))

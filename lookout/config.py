@@ -12,11 +12,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from lookout.durations import Duration
-from lookout.located import (
+from alerts.config import TelegramConfig
+from core.durations import Duration
+from core.located import (
     ErrorCollector,
     LocatedErrors,
     Location,
@@ -24,53 +25,18 @@ from lookout.located import (
     node_location,
     pydantic_errors,
 )
+from core.strict import StrictModel
+from crawler.config import CrawlConfig
+from rules.config import GazetteerConfig
+
+__all__ = ["Config", "CrawlConfig", "GazetteerConfig", "TelegramConfig", "load_config"]
 
 DEFAULT_CONFIG_FILE = "lookout.yaml"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TelegramConfig(_Strict):
-    token: SecretStr | None = None  # never printed: SecretStr renders as '**********'
-    api_url: str = "https://api.telegram.org"
-    admins: list[int] = Field(default_factory=list)
-    webhook_url: str | None = None  # long polling unless set
-    webhook_listen: str = "127.0.0.1:8443"
-    max_attempts: int = Field(default=8, ge=1)  # 5xx / network / timeout retries before "failed"
-    rate_global: float = Field(default=30.0, gt=0)  # messages per second, all chats together
-    rate_private: float = Field(default=1.0, gt=0)  # messages per second per private chat
-    rate_group_per_minute: float = Field(default=20.0, gt=0)  # per group or channel
-
-    @field_validator("api_url")
-    @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
-
-
-class CrawlConfig(_Strict):
-    max_age: Duration | None = timedelta(days=3)  # older articles are stored, never alerted
-    parallel: int = Field(default=2, ge=1)  # crawl subprocesses at once (service)
-    timeout: Duration = timedelta(minutes=10)  # a whole crawl subprocess
-    download_timeout: Duration = timedelta(seconds=30)
-    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
-    max_redirects: int = Field(default=5, ge=0)
-    obey_robots: bool = True
-    concurrency_per_domain: int = Field(default=4, ge=1)
-    autothrottle: bool = True
-    contact_url: str = "https://github.com/lookout-osint/lookout"
-    user_agent: str | None = None  # default: "Lookout/<version> (+<contact_url>)"
-
-
-class GazetteerConfig(_Strict):
-    countries: list[str] = Field(default_factory=lambda: ["SY", "TR", "IQ", "LB"])
-    cache_dir: str = "var/gazetteer"
-
-
-class Config(_Strict):
+class Config(StrictModel):
     database: str = "sqlite:///var/lookout.db"
     rules: list[str] = Field(default_factory=lambda: ["rules/examples"])
     sources: str | list[Any] = "sources.yaml"  # a path, or an inline list (validated by crawler.sources)
@@ -181,12 +147,12 @@ def _with_env_secrets(config: Config, env: dict[str, str]) -> Config:
 
 
 def _missing(path: Path):
-    from lookout.located import LocatedError
+    from core.located import LocatedError
 
     return LocatedError(Location(str(path), 1, 1), "configuration file not found")
 
 
 def _at(path: str, node: Any, message: str):
-    from lookout.located import LocatedError
+    from core.located import LocatedError
 
     return LocatedError(node_location(path, node), message)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from core.store import Store
 from lookout.config import Config
-from lookout.store import Store
 
 if TYPE_CHECKING:
     from rules.model import Ruleset
@@ -22,8 +22,8 @@ class AppContext:
 
     @cached_property
     def ruleset(self) -> Ruleset:
+        from lookout.loaders import gazetteer_for
         from rules import load_ruleset
-        from rules.gazetteer import gazetteer_for
 
         return load_ruleset(self.config.rule_paths(), gazetteer=gazetteer_for(self.config))
 

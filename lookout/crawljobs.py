@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, select, update
 
-from lookout.store import Store, crawl_runs, insert_ignore, sources, utcnow
+from core.store import Store, crawl_runs, insert_ignore, sources, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -316,9 +316,9 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     exit_with_parent()
 
+    from core.located import LocatedErrors
     from lookout.cli import build_parser, run_command
     from lookout.config import load_config
-    from lookout.located import LocatedErrors
 
     try:
         config = load_config(args.config)

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TextIO
 
 from alerts.telegram import Button, ConsoleSender, Sender
+from core.store import Store
 from lookout.config import Config, CrawlConfig
-from lookout.store import Store
 
 EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "rules" / "examples" / "north-aleppo.yaml"
 DEMO_CHAT = "1"  # the console "chat" when no --chat is given
@@ -101,15 +101,16 @@ def run_demo(
     from alerts import subscriptions as subs
     from crawler.runner import run_crawl
     from crawler.sources import parse_sources
-    from lookout.ingest import Ingestor
+    from lookout import __version__
+    from lookout.loaders import gazetteer_for
     from lookout.newssite import SEEDS_DIR, NewsSite
+    from lookout.pipeline import PipelineIngestor
     from rules import load_ruleset
-    from rules.gazetteer import gazetteer_for
 
     started = time.monotonic()
     # The demo prints its own progress and summary; per-article log lines would bury them.
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        logging.getLogger("lookout.ingest").setLevel(logging.WARNING)
+        logging.getLogger("lookout.pipeline").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="lookout-demo-") as tmp, NewsSite.from_seeds(
         seeds_dir or SEEDS_DIR
     ) as site:
@@ -125,7 +126,7 @@ def run_demo(
         print(f"Chat {chat} watches {len(ruleset.rules)} rules from {EXAMPLE_RULES.name}", file=out)
 
         sources = parse_sources(config.sources, "<demo>")
-        ingestor = Ingestor(store, lambda: ruleset, max_age=None, only_chats=frozenset({chat}))
+        ingestor = PipelineIngestor(store, lambda: ruleset, max_age=None, only_chats=frozenset({chat}))
 
         def progress(stats) -> None:
             print(
@@ -135,7 +136,9 @@ def run_demo(
             )
 
         print("Crawling:", file=out, flush=True)
-        report = run_crawl(config, sources, ingestor=ingestor, progress=progress, store=store)
+        report = run_crawl(
+            sources, crawl=config.crawl, store=store, ingestor=ingestor, version=__version__, progress=progress
+        )
         print("\nAlerts, as Telegram shows them:\n", file=out, flush=True)
         sent_remote, summary = asyncio.run(_deliver(store, config, telegram, ruleset, out))
         totals = ingestor.totals

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from lookout.store import Store, utcnow
+from core.store import Store, utcnow
 
 
 class LockHeld(RuntimeError):

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, text
 
-from lookout.store import Store, articles, crawl_failures, crawl_runs, matches, outbox, utcnow
+from core.store import Store, articles, crawl_failures, crawl_runs, matches, outbox, utcnow
 
 log = logging.getLogger(__name__)
 

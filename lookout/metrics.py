@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 from sqlalchemy import func, select
 
-from lookout.store import Store, articles, crawl_runs, matches, outbox, utcnow
+from core.store import Store, articles, crawl_runs, matches, outbox, utcnow
 
 log = logging.getLogger(__name__)
 

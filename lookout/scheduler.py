@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from core.store import utcnow
 from crawler.sources import Source
-from lookout.store import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -35,12 +35,12 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
 
+from core.store import Store, insert_ignore, sources, utcnow
 from lookout.config import Config
 from lookout.crawljobs import CrawlJobs, CrawlOutcome, crawl_command, mark_interrupted_runs
 from lookout.lock import ServiceLock
 from lookout.metrics import HttpEndpoint, Metrics
 from lookout.scheduler import CrawlSchedule
-from lookout.store import Store, insert_ignore, sources, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Service:
         self.stop_event.set()
 
     async def _start(self) -> None:
-        from crawler.sources import sources_from_config
+        from lookout.loaders import sources_from_config
         from rules.reload import RuleWatcher
 
         config, store = self.config, self.store
@@ -133,7 +133,7 @@ class Service:
         if closed:
             log.warning("closed %d crawl run(s) left unfinished by a previous service", closed)
         # Errors in the rule or sources files at start are fatal (LocatedErrors): nothing to keep.
-        from rules.gazetteer import gazetteer_for
+        from lookout.loaders import gazetteer_for
 
         gazetteer = await asyncio.to_thread(gazetteer_for, config)
         self.watcher = await asyncio.to_thread(lambda: RuleWatcher(config.rule_paths(), gazetteer=gazetteer))
@@ -222,9 +222,9 @@ class Service:
         from alerts.telegram import PTBSender
 
         assert self.store is not None
-        self.app = build_application(config, self.store, lambda: self.watcher.current,
+        self.app = build_application(config.telegram, self.store, lambda: self.watcher.current,
                                      on_crawl=self._on_crawl_command, on_reload=self._on_reload_command)
-        await start_bot(self.app, config)
+        await start_bot(self.app, config.telegram)
         self.sender = PTBSender(config.telegram.token.get_secret_value(), config.telegram.api_url)
         self.dispatcher = Dispatcher(self.store, self.sender, config.telegram)
         self._dispatch_stop = asyncio.Event()
@@ -328,8 +328,8 @@ class Service:
                 Path(previous).unlink()
 
     async def _poll_sources(self) -> None:
-        from crawler.sources import sources_from_config
-        from lookout.located import LocatedErrors
+        from core.located import LocatedErrors
+        from lookout.loaders import sources_from_config
 
         data = self._read_sources()
         fingerprint = _sha(data)

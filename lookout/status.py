@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from core.durations import format_duration
+from core.store import Store, articles, chats, crawl_runs, outbox, sources, subscriptions, utcnow
 from lookout.config import Config
-from lookout.durations import format_duration
-from lookout.store import Store, articles, chats, crawl_runs, outbox, sources, subscriptions, utcnow
 
 DAY = timedelta(hours=24)
 
@@ -130,8 +130,8 @@ def gather_status(
     load_rules: bool = True,
     service: str | None = None,
 ) -> StatusReport:
+    from core.store import redact_url
     from lookout.lock import service_holder
-    from lookout.store import redact_url
 
     now = now or utcnow()
     report = StatusReport(
@@ -153,8 +153,8 @@ def gather_status(
 
 
 def _configured_sources(config: Config) -> tuple[list[Any], list[str]]:
-    from crawler.sources import sources_from_config
-    from lookout.located import LocatedErrors
+    from core.located import LocatedErrors
+    from lookout.loaders import sources_from_config
 
     try:
         return list(sources_from_config(config)), []
@@ -306,7 +306,7 @@ def _round(value: float | None) -> float | None:
 
 def rules_status(config: Config) -> RulesStatus:
     """The rules on disk as the service would load them: files, version, or every error."""
-    from lookout.located import LocatedErrors
+    from core.located import LocatedErrors
 
     paths = [str(p) for p in config.rule_paths()]
     try:

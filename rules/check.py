@@ -3,7 +3,7 @@ as located errors (the example's own line), for ``lookout rules check``."""
 
 from __future__ import annotations
 
-from lookout.located import LocatedError, Location
+from core.located import LocatedError, Location
 from rules.engine import match
 from rules.model import Ruleset
 from rules.types import Text

@@ -1,4 +1,4 @@
-"""The matching engine: pure functions from a document and a ``Ruleset`` to ``Match``es.
+"""The matching engine: pure functions from a document and a ``CompiledRuleset`` to ``Match``es.
 
 One Aho-Corasick automaton holds every folded name of every place, group and keyword in all
 rule files (plus gazetteer names when one is given), so one pass over the text finds every
@@ -11,17 +11,18 @@ was found are evaluated.
 from __future__ import annotations
 
 import bisect
-import gc
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import ahocorasick
 
-from rules.fold import fold, fold_many, fold_with_map, is_short_caps, is_word_char
-from rules.model import Node, Rule, Ruleset, Term, haversine_km
+from rules.fold import fold, fold_with_map, is_word_char
+from rules.index import CompiledRuleset, Entry, Index
+from rules.model import Node, Rule, Term, haversine_km
+from rules.snippets import make_snippet
 from rules.types import Document, Match, Mentions, PlaceRef, TermHit
 
 if TYPE_CHECKING:
@@ -32,163 +33,6 @@ FIELDS = ("title", "text")
 ARABIC_PROCLITICS = frozenset(
     {"و", "ف", "ب", "ل", "ك", "ال", "وال", "فال", "بال", "كال", "لل", "ولل", "فلل", "وب", "فب", "ول", "فل"}
 )
-SNIPPET_RADIUS = 120
-MAX_SENTENCE = 360
-
-
-class Entry(NamedTuple):
-    """What an automaton key stands for: a watched place or group, a keyword, or gazetteer names.
-
-    A named tuple: index builds make one per name (100,000+), and tuples are cheap to make."""
-
-    kind: str  # place | group | keyword | gaz
-    target: str  # place/group id, or the folded name for gaz
-    cs_form: str | None = None  # exact-case form when the alias is case-sensitive
-    capital: bool = False  # gazetteer: the mention must start with a capital letter
-    short_caps: bool = False  # IS, SDF: not trusted in all-capital text ("IS IT OVER?")
-    key: tuple[str, ...] = ()  # keyword: the term key
-
-
-@dataclass
-class Index:
-    automaton: ahocorasick.Automaton | None
-    term_rules: dict[tuple[str, ...], tuple[str, ...]]
-    regexes: list[tuple[str, object]]
-    regex_set: object | None
-    areas: tuple[str, ...]  # areas some rule refers to
-    gazetteer: Gazetteer | None = None
-    size: int = 0  # automaton keys
-
-
-def build_index(ruleset: Ruleset, gazetteer: Gazetteer | None = None) -> Index:
-    # A build makes a few hundred thousand small acyclic objects (tuples, lists, strings): the
-    # cyclic garbage collector, triggered over and over by them, would take a third of the time
-    # at 100,000 names while finding nothing to free. Paused for the build, then restored.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return _build_index(ruleset, gazetteer)
-    finally:
-        if paused:
-            gc.enable()
-
-
-def _build_index(ruleset: Ruleset, gazetteer: Gazetteer | None) -> Index:
-    # Names are gathered first and folded in one call, each with the Entry its place, group or
-    # keyword shares: per-name Python work is what a 100,000-name build spends its time on.
-    names: list[str] = []
-    owners: list[tuple[Entry, bool]] = []  # (shared entry, case-sensitive), per name
-    for kind, owner in [("place", p) for p in ruleset.places.values()] + [
-        ("group", g) for g in ruleset.groups.values()
-    ]:
-        shared = (Entry(kind, owner.id), False)
-        names.append(owner.name)
-        names.extend(owner.aliases)
-        owners.extend([shared] * (1 + len(owner.aliases)))
-    term_rules: dict[tuple[str, ...], set[str]] = defaultdict(set)
-    regex_patterns: dict[str, None] = {}
-    areas: dict[str, None] = {}
-    for rule in ruleset.rules.values():
-        for term in rule.expr.terms():
-            if term.kind == "keyword":
-                names.append(term.value)
-                owners.append((Entry("keyword", term.value, key=term.key), term.case_sensitive))
-            elif term.kind == "regex":
-                regex_patterns[term.value] = None
-            elif term.kind == "area":
-                areas[term.value] = None
-        for key in anchor_keys(rule):
-            term_rules[key].add(rule.id)
-
-    entries: dict[str, list[Entry]] = {}
-    for folded, name, (entry, sensitive) in zip(fold_many(names), names, owners, strict=True):
-        if not folded or folded.isspace():
-            continue
-        if sensitive or is_short_caps(name):
-            entry = entry._replace(cs_form=fold(name, casefold=False), short_caps=not sensitive)
-        bucket = entries.get(folded)
-        if bucket is None:
-            entries[folded] = [entry]
-        elif entry not in bucket:
-            bucket.append(entry)
-    if gazetteer is not None:
-        for folded, capital in gazetteer.names():
-            entries.setdefault(folded, []).append(Entry("gaz", folded, capital=capital))
-    automaton = None
-    if entries:
-        automaton = ahocorasick.Automaton()
-        for folded, bucket in entries.items():
-            automaton.add_word(folded, _key_value(folded, bucket))
-        automaton.make_automaton()
-    regexes, regex_set = _compile_regexes(list(regex_patterns))
-    order = {rid: i for i, rid in enumerate(ruleset.rules)}
-    return Index(
-        automaton,
-        {k: tuple(sorted(v, key=order.__getitem__)) for k, v in term_rules.items()},
-        regexes,
-        regex_set,
-        tuple(areas),
-        gazetteer,
-        len(entries),
-    )
-
-
-def _key_value(folded: str, bucket: list[Entry]) -> tuple:
-    """What the automaton returns for a key: its length, its entries, and, when no entry needs a
-    check against the original text (the usual case), its names and keywords already split."""
-    entries = tuple(bucket)
-    if len(entries) == 1:  # most keys: one name of one place
-        e = entries[0]
-        if e.cs_form is not None or e.short_caps or e.capital:
-            return (len(folded), entries, None)
-        return (len(folded), entries, ((), entries) if e.kind == "keyword" else (entries, ()))
-    if any(e.cs_form is not None or e.short_caps or e.capital for e in entries):
-        return (len(folded), entries, None)
-    named = tuple(e for e in entries if e.kind != "keyword")
-    kws = tuple(e for e in entries if e.kind == "keyword")
-    return (len(folded), entries, (named, kws))
-
-
-# How common a term kind tends to be: a rule is indexed under its most specific necessary terms.
-_WEIGHT = {"keyword": 1, "regex": 1, "place": 1, "group": 4, "area": 4, "source": 8, "lang": 8}
-
-
-def anchor_keys(rule: Rule) -> set[tuple[str, ...]]:
-    """Term keys of which at least one must be found for ``rule`` to hold (cheapest such set).
-
-    A rule ``all: [group: islamic-state, any: [place: a, place: b]]`` is indexed under places a
-    and b only, so an article that merely names the group evaluates none of the place rules."""
-    found = _anchor(rule.expr)
-    return found if found else {t.key for t in rule.positive_terms}
-
-
-def _anchor(node: Node | Term) -> set[tuple[str, ...]] | None:
-    if isinstance(node, Term):
-        return {node.key}
-    if node.op == "none":
-        return None
-    children = [_anchor(c) for c in node.children]
-    if node.op == "all":
-        usable = [c for c in children if c]
-        return min(usable, key=lambda keys: sum(_WEIGHT.get(k[0], 4) for k in keys)) if usable else None
-    if any(c is None for c in children):  # any / at_least: one of the children must hold
-        return None
-    return set().union(*children)  # type: ignore[arg-type]
-
-
-def _compile_regexes(patterns: list[str]) -> tuple[list[tuple[str, object]], object | None]:
-    if not patterns:
-        return [], None
-    import re2
-
-    options = re2.Options()
-    options.log_errors = False
-    compiled = [(p, re2.compile(p, options=options)) for p in patterns]
-    regex_set = re2.Set.SearchSet(options)
-    for p in patterns:
-        regex_set.Add(p)
-    regex_set.Compile()
-    return compiled, regex_set
 
 
 # -- finding names ----------------------------------------------------------------------------
@@ -210,7 +54,7 @@ class FoundPlace:
 
 
 @dataclass
-class Analysis:
+class Findings:
     """Everything found in one document, before any rule is evaluated."""
 
     hits: dict[tuple[str, ...], list[TermHit]] = field(default_factory=lambda: defaultdict(list))
@@ -311,10 +155,10 @@ def _leftmost_longest(hits: list[NameHit]) -> list[NameHit]:
     return out
 
 
-def analyse(doc: Document, ruleset: Ruleset, *, with_areas: bool = True) -> Analysis:
+def analyse(doc: Document, ruleset: CompiledRuleset, *, with_areas: bool = True) -> Findings:
     index = ruleset.index
     assert index is not None, "ruleset without index: load it with rules.load_ruleset"
-    result = Analysis()
+    result = Findings()
     gaz_hits: list[NameHit] = []
     for field_name in FIELDS:
         text = getattr(doc, field_name, "") or ""
@@ -349,7 +193,7 @@ def analyse(doc: Document, ruleset: Ruleset, *, with_areas: bool = True) -> Anal
     return result
 
 
-def _find_regexes(text: str, field_name: str, index: Index, result: Analysis) -> None:
+def _find_regexes(text: str, field_name: str, index: Index, result: Findings) -> None:
     if not text:
         return
     for i in index.regex_set.Match(text) or ():  # type: ignore[attr-defined]
@@ -361,7 +205,7 @@ def _find_regexes(text: str, field_name: str, index: Index, result: Analysis) ->
                 )
 
 
-def _resolve_gazetteer(hits: list[NameHit], gazetteer: Gazetteer | None, result: Analysis) -> None:
+def _resolve_gazetteer(hits: list[NameHit], gazetteer: Gazetteer | None, result: Findings) -> None:
     """An ambiguous name is the candidate nearest the article's other places, else the most populous."""
     assert gazetteer is not None
     candidates = [(h, gazetteer.lookup(h.entries[0].target)) for h in hits]
@@ -383,7 +227,7 @@ def _gaz_ref(place: GazPlace) -> PlaceRef:
     return PlaceRef(f"geonames:{place.geonameid}", place.name, place.lat, place.lon, False)
 
 
-def _find_areas(ruleset: Ruleset, area_ids: Iterable[str], result: Analysis) -> None:
+def _find_areas(ruleset: CompiledRuleset, area_ids: Iterable[str], result: Findings) -> None:
     for area_id in area_ids:
         area = ruleset.areas.get(area_id)
         if area is None:
@@ -406,18 +250,18 @@ def _find_areas(ruleset: Ruleset, area_ids: Iterable[str], result: Analysis) -> 
 # -- rules ------------------------------------------------------------------------------------
 
 
-def match(doc: Document, ruleset: Ruleset) -> list[Match]:
+def match(doc: Document, ruleset: CompiledRuleset) -> list[Match]:
     """Every rule of ``ruleset`` that fires on ``doc``, with its evidence. Pure."""
     return _matches(analyse(doc, ruleset), doc, ruleset)
 
 
-def match_and_scan(doc: Document, ruleset: Ruleset) -> tuple[list[Match], Mentions]:
+def match_and_scan(doc: Document, ruleset: CompiledRuleset) -> tuple[list[Match], Mentions]:
     """``match`` and ``scan`` from one pass over the text (what ingesting an article needs)."""
     found = analyse(doc, ruleset)
     return _matches(found, doc, ruleset), _mentions(found)
 
 
-def _matches(found: Analysis, doc: Document, ruleset: Ruleset) -> list[Match]:
+def _matches(found: Findings, doc: Document, ruleset: CompiledRuleset) -> list[Match]:
     index = ruleset.index
     assert index is not None
     candidates: set[str] = set()
@@ -436,12 +280,12 @@ def _matches(found: Analysis, doc: Document, ruleset: Ruleset) -> list[Match]:
     return out
 
 
-def scan(doc: Document, ruleset: Ruleset) -> Mentions:
+def scan(doc: Document, ruleset: CompiledRuleset) -> Mentions:
     """Every watched place and group mentioned in title or body, whatever the rules."""
     return _mentions(analyse(doc, ruleset, with_areas=False))
 
 
-def _mentions(found: Analysis) -> Mentions:
+def _mentions(found: Findings) -> Mentions:
     places: dict[str, PlaceRef] = {}
     groups: dict[str, None] = {}
     hits: list[TermHit] = []
@@ -501,7 +345,7 @@ class _WordPositions:
 
 
 def evaluate(
-    rule: Rule, found: Analysis, doc: Document, ruleset: Ruleset, words: _WordPositions | None = None
+    rule: Rule, found: Findings, doc: Document, ruleset: CompiledRuleset, words: _WordPositions | None = None
 ) -> Match | None:
     def anywhere(key: tuple[str, ...]) -> bool:
         return bool(found.hits.get(key))
@@ -534,9 +378,9 @@ def evaluate(
 def _build_match(
     rule: Rule,
     hits: list[TermHit],
-    found: Analysis,
+    found: Findings,
     doc: Document,
-    ruleset: Ruleset,
+    ruleset: CompiledRuleset,
     bounds: dict[tuple[str, int, int], tuple[int, int, bool]] | None = None,
 ) -> Match:
     places: dict[tuple[str, str | None], PlaceRef] = {}
@@ -569,80 +413,3 @@ def _build_match(
         marks=marks,
         notify=rule.notify,
     )
-
-
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|\n\s*")
-
-
-def make_snippet(
-    doc: Document,
-    hits: list[TermHit],
-    bounds: dict[tuple[str, int, int], tuple[int, int, bool]] | None = None,
-) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """The sentence with the most distinct terms (body first), or ±120 characters, with marks.
-
-    ``bounds`` caches sentence bounds per hit across the rules matched on one document."""
-    for field_name in ("text", "title"):
-        in_field = [h for h in hits if h.field == field_name]
-        if in_field:
-            break
-    else:
-        return "", ()
-    text = getattr(doc, field_name) or ""
-    best: tuple[int, int, int, int, bool] | None = None  # (-distinct, length, start, end, clipped)
-    ordered = sorted(in_field, key=lambda x: x.start)
-    if bounds is None:
-        bounds = {}
-    around = []  # the sentence bounds of each hit, in order
-    for h in ordered:
-        key = (field_name, h.start, h.end)
-        if key not in bounds:
-            bounds[key] = _sentence_bounds(text, h.start, h.end)
-        around.append(bounds[key])
-    for i, h in enumerate(ordered):
-        # A snippet may run over two or three short sentences when the terms sit in neighbouring
-        # ones ("...town of Marea. ... Islamic State ..."): the alert must show what matched.
-        start, _, clipped_left = around[i]
-        for j in range(i, len(ordered)):
-            last = ordered[j]
-            if last.end - h.start > MAX_SENTENCE:
-                break
-            _, end, clipped_right = around[j]
-            if end - start > 2 * MAX_SENTENCE:
-                continue
-            distinct = len({(x.kind, x.ref) for x in in_field if x.start >= start and x.end <= end})
-            candidate = (-distinct, end - start, start, end, clipped_left or clipped_right)
-            if best is None or candidate < best:
-                best = candidate
-    if best is None:  # every window too long: the first hit's sentence or ±120 characters
-        start, end, clipped = around[0]
-        best = (0, end - start, start, end, clipped)
-    _, _, start, end, clipped = best
-    while start < end and text[start].isspace():  # trim, keeping offsets right
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    prefix = "…" if clipped and start > 0 else ""
-    suffix = "…" if clipped and end < len(text) else ""
-    offset = len(prefix) - start
-    marks = sorted(
-        {(h.start + offset, h.end + offset) for h in in_field if h.start >= start and h.end <= end}
-    )
-    return prefix + text[start:end] + suffix, tuple(marks)
-
-
-def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int, bool]:
-    left = 0
-    for m in _SENTENCE_END.finditer(text, max(0, start - MAX_SENTENCE), start):
-        left = m.end()
-    m = _SENTENCE_END.search(text, end, end + MAX_SENTENCE)  # bounded: never scan the whole text
-    right = m.start() + len(m.group(0).rstrip()) if m else len(text)
-    if right - left <= MAX_SENTENCE:
-        return left, right, False
-    # No usable sentence: ±120 characters, cut at spaces.
-    lo, hi = max(0, start - SNIPPET_RADIUS), min(len(text), end + SNIPPET_RADIUS)
-    if lo > 0 and (sp := text.find(" ", lo, start)) != -1:
-        lo = sp + 1
-    if hi < len(text) and (sp := text.rfind(" ", end, hi)) != -1:
-        hi = sp
-    return lo, hi, True

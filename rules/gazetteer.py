@@ -205,8 +205,3 @@ def load_gazetteer(
     except OSError as exc:
         log.warning("cannot write gazetteer cache %s: %s", cache, exc)
     return gazetteer
-
-
-def gazetteer_for(config) -> Gazetteer:
-    """The gazetteer a ``lookout.config.Config`` asks for."""
-    return load_gazetteer(config.gazetteer.countries, config.resolve(config.gazetteer.cache_dir))

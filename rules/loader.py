@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from lookout.located import ErrorCollector, LocatedErrors, Location, load_yaml_text, node_location
+from core.located import ErrorCollector, LocatedErrors, Location, load_yaml_text, node_location
+from rules.index import CompiledRuleset, compile_ruleset
 from rules.model import Area, Example, Group, Node, Place, Rule, Ruleset, Term
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def rule_files(paths: Iterable[str | os.PathLike[str]], errors: ErrorCollector |
 
 def load_ruleset(
     paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str], *, gazetteer: Gazetteer | None = None
-) -> Ruleset:
+) -> CompiledRuleset:
     """Load and validate rule files (or folders of them) together; raises ``LocatedErrors`` with all
     problems. Without a gazetteer, ``area`` terms see only the places the rule files define."""
     if isinstance(paths, str | os.PathLike):
@@ -73,7 +74,7 @@ def load_ruleset(
 
 def load_ruleset_texts(
     texts: dict[str, str], *, gazetteer: Gazetteer | None = None, errors: ErrorCollector | None = None
-) -> Ruleset:
+) -> CompiledRuleset:
     """Like ``load_ruleset`` over in-memory ``{path: yaml text}``."""
     errors = errors if errors is not None else ErrorCollector()
     builder = _Builder(errors)
@@ -99,10 +100,7 @@ def load_ruleset_texts(
         version=digest.hexdigest()[:16],
         gazetteer=gazetteer,
     )
-    from rules.engine import build_index
-
-    ruleset.index = build_index(ruleset, gazetteer)
-    return ruleset
+    return compile_ruleset(ruleset, gazetteer)
 
 
 @dataclass

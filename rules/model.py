@@ -1,7 +1,7 @@
 """The loaded rule set: places, groups, areas and rules as typed objects, plus name lookup
 (``resolve``/``suggest``) for bot commands such as ``/watch Azaz``.
 
-Built by ``rules.loader.load_ruleset``; matched by ``rules.engine``.
+Built by ``rules.loader.load_ruleset`` (which compiles it: ``rules.index``); matched by ``rules.engine``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from lookout.located import Location
+from core.located import Location
 from rules.fold import fold
 
 if TYPE_CHECKING:
-    from rules.engine import Index
     from rules.gazetteer import Gazetteer
 
 EARTH_RADIUS_KM = 6371.0088
@@ -161,7 +160,6 @@ class Ruleset:
     files: list[Path]
     version: str  # sha256 over the files' contents: equal versions, equal rules
     gazetteer: Gazetteer | None = None
-    index: Index | None = field(default=None, repr=False)
     _names: dict[str, Resolved] | None = field(default=None, repr=False)
 
     def _lookup(self) -> dict[str, Resolved]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lookout.located import LocatedError, LocatedErrors
+from core.located import LocatedError, LocatedErrors
 from rules.loader import load_ruleset, rule_files
 from rules.model import Ruleset
 

@@ -120,3 +120,13 @@ class Mentions:
     places: tuple[PlaceRef, ...] = ()
     groups: tuple[str, ...] = ()
     hits: tuple[TermHit, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the engine found in one document: the rules that fired and every watched place and
+    group it mentions. Pure data, computed wherever the text is (the crawl's extraction
+    workers), then carried to the transaction that stores the article."""
+
+    matches: tuple[Match, ...]
+    mentions: Mentions

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lookout.store import Store
+from core.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

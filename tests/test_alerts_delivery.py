@@ -18,8 +18,8 @@ from alerts import outbox as ob
 from alerts.dispatcher import Dispatcher
 from alerts.outbox import Recipient, enqueue
 from alerts.telegram import Fatal, PTBSender
+from core.store import articles, chats, insert_ignore, matches, outbox, url_hash, utcnow
 from lookout.config import TelegramConfig
-from lookout.store import articles, chats, insert_ignore, matches, outbox, url_hash, utcnow
 from rules.types import Match, PlaceRef
 
 

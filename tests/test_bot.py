@@ -21,8 +21,8 @@ from test_subscriptions import make_ruleset
 
 from alerts import subscriptions as subs
 from alerts.bot import SUBSCRIBER_COMMANDS, _webhook_args, build_application, start_bot, stop_bot
+from core.store import articles, chats, crawl_failures, outbox, rule_mutes, sources, utcnow
 from lookout.config import Config, TelegramConfig
-from lookout.store import articles, chats, crawl_failures, outbox, rule_mutes, sources, utcnow
 
 USER = 4242
 GROUP = -100777
@@ -45,10 +45,10 @@ class Harness:
             ),
         )
         self.config = config
-        self.app = build_application(config, store, lambda: self.ruleset, **callbacks)
+        self.app = build_application(config.telegram, store, lambda: self.ruleset, **callbacks)
 
     async def __aenter__(self) -> Harness:
-        await start_bot(self.app, self.config)
+        await start_bot(self.app, self.config.telegram)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -357,7 +357,7 @@ def test_webhook_mode_when_webhook_url_is_set(fake, sqlite_store):
         async with Harness(fake, sqlite_store, telegram=telegram) as bot:
             assert fake.webhook["url"] == hook
             assert not any(method == "getUpdates" for method, _ in fake.calls)
-            secret = _webhook_args(bot.config)["secret_token"]
+            secret = _webhook_args(bot.config.telegram)["secret_token"]
             assert DEFAULT_TOKEN not in secret
             # A forged post (no secret) is refused and does nothing.
             assert await asyncio.to_thread(post, update(1, "/watch Azaz"), None) == 403

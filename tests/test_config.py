@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from core.located import LocatedErrors
 from lookout.cli import main
 from lookout.config import load_config
-from lookout.located import LocatedErrors
 
 
 def write(tmp_path, text: str):

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import select
+from support.crawl import crawl_in_subprocess
 
-from crawler.testing import crawl_in_subprocess
+from core.store import Store, articles, crawl_failures, crawl_runs, http_cache, sources
 from lookout.newssite import (
     COMMENT_PHRASE,
     FAULTS,
@@ -21,7 +22,6 @@ from lookout.newssite import (
     SiteArticle,
     arabic_article,
 )
-from lookout.store import Store, articles, crawl_failures, crawl_runs, http_cache, sources
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scrapy.http import HtmlResponse, Request, Response
 
+from core.located import LocatedErrors
 from crawler.canonical import canonicalize, same_site
 from crawler.extract import detect_language, extract_page
 from crawler.items import Article
@@ -16,7 +17,6 @@ from crawler.sources import load_sources, parse_sources
 from crawler.spiders.base import changed_since, page_problem
 from crawler.storage import save_article
 from crawler.stories import StoryClusterer
-from lookout.located import LocatedErrors
 from lookout.newssite import ARABIC_PARAGRAPHS, load_seed_articles
 
 NOW = datetime(2016, 6, 9, 12, 0, tzinfo=UTC)

@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from tests_support import EXAMPLE_RULES
 
 from alerts import subscriptions as subs
+from core.store import articles, matches, outbox
 from crawler.items import Article
-from lookout.ingest import Ingestor
-from lookout.store import articles, matches, outbox
+from lookout.pipeline import PipelineIngestor
 from rules import load_ruleset
 
 NOW = datetime(2016, 6, 8, 12, 0, tzinfo=UTC)
@@ -37,10 +37,10 @@ def count(store, table, *where) -> int:
         return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
 
 
-def make_ingestor(store, ruleset, max_age=timedelta(days=3)) -> Ingestor:
+def make_ingestor(store, ruleset, max_age=timedelta(days=3)) -> PipelineIngestor:
     with store.begin() as conn:
         subs.add(conn, "42", "rule", "is-near-azaz", now=NOW)
-    return Ingestor(store, lambda: ruleset, max_age=max_age, now=lambda: NOW)
+    return PipelineIngestor(store, lambda: ruleset, max_age=max_age, now=lambda: NOW)
 
 
 def test_new_article_is_stored_matched_and_enqueued(store, ruleset):
@@ -86,14 +86,14 @@ def test_an_article_older_than_max_age_is_stored_but_never_alerted(store, rulese
 
 
 def test_a_failure_while_enqueueing_leaves_nothing_half_written(store, ruleset, monkeypatch):
-    import alerts.outbox
+    import lookout.pipeline
 
     ingestor = make_ingestor(store, ruleset)
 
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(alerts.outbox, "enqueue", broken)
+    monkeypatch.setattr(lookout.pipeline, "enqueue", broken)
     with pytest.raises(RuntimeError):
         ingestor.ingest(article("https://a.example/1"))
     assert count(store, articles) == 0 and count(store, matches) == 0 and count(store, outbox) == 0
@@ -102,7 +102,7 @@ def test_a_failure_while_enqueueing_leaves_nothing_half_written(store, ruleset, 
 def test_only_articles_that_queue_alerts_are_logged_at_info(store, ruleset, caplog):
     ingestor = make_ingestor(store, ruleset)
     quiet = "The football league resumed on Friday after the winter break, with three matches played."
-    with caplog.at_level("DEBUG", logger="lookout.ingest"):
+    with caplog.at_level("DEBUG", logger="lookout.pipeline"):
         ingestor.ingest(article("https://a.example/alerting"))
         ingestor.ingest(article("https://a.example/quiet", quiet))
     levels = {r.getMessage().rsplit("url=", 1)[1]: r.levelname for r in caplog.records if "ingested" in r.msg}

@@ -15,7 +15,7 @@ from lookout.lock import LockHeld, ServiceLock, lock_path_for, service_holder
 HOLDER_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from lookout.store import Store
+    from core.store import Store
     from lookout.lock import ServiceLock
     store = Store(sys.argv[1], schema=sys.argv[2] or None, create=False)
     lock = ServiceLock(store)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from lookout.logs import RedactingFilter
+from core.logs import RedactingFilter
 
 
 def _record(msg, *args, exc_info=None):

@@ -12,11 +12,11 @@ from urllib.request import urlopen
 from test_rules_engine import write_dump  # tests/ is on sys.path (rootdir-relative imports)
 from test_rules_loader import EXAMPLES, config
 
+from core.store import articles, url_hash, utcnow
 from lookout.cli import main
 from lookout.commands.rules import cmd_backtest, highlight
 from lookout.config import load_config
 from lookout.newssite import NewsSite, arabic_article
-from lookout.store import articles, url_hash, utcnow
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><title>Rebels hold Marea | Example News</title>

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from core.located import LocatedErrors
 from lookout.cli import main
-from lookout.located import LocatedErrors
 from rules import load_ruleset
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.store import crawl_runs, sources, utcnow
 from lookout.crawljobs import CrawlJobs, crawl_command, mark_interrupted_runs
-from lookout.store import crawl_runs, sources, utcnow
 
 CHILD = textwrap.dedent(
     """
@@ -213,8 +213,8 @@ def test_crawl_child_dies_with_a_killed_service(tmp_path):
 
     from service_harness import ROOT, write_config
 
+    from core.store import Store
     from lookout.newssite import NewsSite
-    from lookout.store import Store
 
     with NewsSite() as site:
         config = write_config(

@@ -13,10 +13,10 @@ from pathlib import Path
 from service_harness import ROOT, matching_article, write_config
 from sqlalchemy import select
 
+from core.store import articles, crawl_runs
 from lookout.config import load_config
 from lookout.newssite import NewsSite
 from lookout.service import Service, ServiceOptions
-from lookout.store import articles, crawl_runs
 
 QUICK = ServiceOptions(rules_poll=0.3, sources_poll=0.3, metrics_every=1.0, stagger=0.1)
 

@@ -10,9 +10,9 @@ from datetime import timedelta
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from core.store import articles, crawl_runs, matches, outbox, utcnow
 from lookout.maintenance import run_maintenance
 from lookout.metrics import HttpEndpoint, Metrics, parse_listen
-from lookout.store import articles, crawl_runs, matches, outbox, utcnow
 
 
 def _article(conn, i: int, first_seen) -> int:

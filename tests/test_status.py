@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import SecretStr
 
+from core.store import articles, chats, crawl_runs, outbox, sources, subscriptions
 from crawler.sources import Source
 from lookout.config import Config, TelegramConfig
 from lookout.status import gather_status, percentile, render_text
-from lookout.store import articles, chats, crawl_runs, outbox, sources, subscriptions
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 TOKEN = "123456:SECRET-token-never-printed_abcdefgh"

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from lookout.store import (
+from core.store import (
     Store,
     articles,
     insert_ignore,

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from alerts import subscriptions as subs
-from lookout.store import chats, rule_mutes
+from core.store import chats, rule_mutes
 from rules.geo import haversine_km
 from rules.types import Match, Mentions, PlaceRef
 

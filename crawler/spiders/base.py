@@ -10,18 +10,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import scrapy
+from scrapy.crawler import Crawler
 from scrapy.http import Response, TextResponse
+from scrapy.settings import BaseSettings
+from scrapy.utils.misc import load_object
 from twisted.python.failure import Failure
 
 from crawler.canonical import canonicalize, same_site
 from crawler.extract import Hints, text_problem
 from crawler.items import Article
 from crawler.pipelines import Cleaned
-from crawler.runtime import CrawlRuntime
-from crawler.sources import Source, select_sources, sources_from_config
+from crawler.runtime import CrawlRuntime, Standalone
+from crawler.sources import Source, select_sources
 from crawler.state import SourceStats, cached_validators, record_failure, save_validators
 from crawler.storage import known_articles
-from lookout.store import utcnow
 
 log = logging.getLogger(__name__)
 HTML_TYPES = (b"text/html", b"application/xhtml+xml")
@@ -48,33 +50,25 @@ class LookoutSpider(scrapy.Spider):
         self._source_arg = source
         self.runtime = runtime
         self.source: Source | None = source if isinstance(source, Source) else None
-        self.stats_: SourceStats = SourceStats(source if isinstance(source, str) else source.name, self.kind)
+        self.source_stats: SourceStats = SourceStats(source if isinstance(source, str) else source.name, self.kind)
         self._validators: dict[str, tuple[str | None, str | None]] = {}
         self.started_at = time.monotonic()
         self._owns_runtime = False
 
     @classmethod
-    def update_settings(cls, settings) -> None:
+    def update_settings(cls, settings: BaseSettings) -> None:
         super().update_settings(settings)
-        if not settings.getbool("LOOKOUT_MANAGED"):
-            from crawler.settings import apply_config
-            from lookout.config import load_config
-
-            apply_config(settings, load_config(settings.get("LOOKOUT_CONFIG_FILE")), priority="spider")
+        if not settings.getbool("LOOKOUT_MANAGED"):  # plain `scrapy crawl`: the config's crawl section
+            standalone(settings).apply_settings(settings)
 
     @classmethod
-    def from_crawler(cls, crawler, *args, **kwargs):
+    def from_crawler(cls, crawler: Crawler, *args: object, **kwargs: object) -> LookoutSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
         if spider.runtime is None:  # plain `scrapy crawl`: build what the runner would have given
-            from lookout.config import load_config
-
-            config = load_config(crawler.settings.get("LOOKOUT_CONFIG_FILE"))
-            spider.runtime = CrawlRuntime.build(config)
+            spider.runtime = standalone(crawler.settings).runtime(crawler.settings)
             spider._owns_runtime = True
         if spider.source is None:
-            spider.source = select_sources(sources_from_config(spider.runtime.config), [spider._source_arg])[
-                0
-            ]
+            spider.source = select_sources(spider.runtime.sources, [str(spider._source_arg)])[0]
         if spider.source.kind != cls.kind:
             raise ValueError(f"source {spider.source.name} is a {spider.source.kind} source, not {cls.kind}")
         return spider
@@ -103,7 +97,7 @@ class LookoutSpider(scrapy.Spider):
 
     def parse_index(self, response: Response) -> Iterable[scrapy.Request]:
         if response.status == 304:
-            self.stats_.not_modified += 1  # unchanged since last crawl: nothing to parse
+            self.source_stats.not_modified += 1  # unchanged since last crawl: nothing to parse
             return
         self._remember_validators(response)
         yield from self.follow_entries(response, self.discover(response))
@@ -131,10 +125,10 @@ class LookoutSpider(scrapy.Spider):
             known = known_articles(conn, list(unique))
         for url, entry in unique.items():
             if url in known and not changed_since(entry.marker, known[url]):
-                self.stats_.skipped += 1
+                self.source_stats.skipped += 1
                 continue
             if not self.runtime.claim(url):  # another source of this run fetches it
-                self.stats_.skipped += 1
+                self.source_stats.skipped += 1
                 continue
             yield scrapy.Request(
                 url,
@@ -155,7 +149,7 @@ class LookoutSpider(scrapy.Spider):
             )
             return
         assert isinstance(response, TextResponse) and self.source is not None
-        self.stats_.fetched += 1
+        self.source_stats.fetched += 1
         # Bytes and the encoding go to the pool: decoding, extraction, signature and rule
         # matching all happen there, never on the reactor thread.
         hints = Hints(self.source.name, entry.title, self.source.lang)
@@ -185,15 +179,15 @@ class LookoutSpider(scrapy.Spider):
             author=found.author,
             published=_published(found.published, entry.published),
             language=found.language or self.source.lang,
-            fetched=utcnow(),
+            fetched=datetime.now(UTC),
             entry_marker=entry.marker,
         )
-        yield Cleaned(article, found.analysed)
+        yield Cleaned(article, found.analysis)
 
     # -- failures ------------------------------------------------------------------------
     def index_failed(self, failure: Failure) -> None:
         reason, detail = classify_failure(failure)
-        self.stats_.index_error = f"{reason}: {detail}"[:500]
+        self.source_stats.index_error = f"{reason}: {detail}"[:500]
         self.fail(_first_url(failure.request), reason, detail)
 
     def article_failed(self, failure: Failure) -> None:
@@ -201,21 +195,26 @@ class LookoutSpider(scrapy.Spider):
         self.fail(_first_url(failure.request), reason, detail)
 
     def fail(self, url: str, reason: str, detail: str | None = None) -> None:
-        self.stats_.failed[reason] += 1
-        log.warning("%s: %s failed: %s (%s)", self.stats_.source, url, reason, detail)
-        record_failure(self.runtime.store, self.stats_.source, url, reason, detail)
+        self.source_stats.failed[reason] += 1
+        log.warning("%s: %s failed: %s (%s)", self.source_stats.source, url, reason, detail)
+        record_failure(self.runtime.store, self.source_stats.source, url, reason, detail)
 
     def closed(self, reason: str) -> None:
-        self.stats_.seconds = time.monotonic() - self.started_at
-        self.stats_.finish_reason = reason
+        self.source_stats.seconds = time.monotonic() - self.started_at
+        self.source_stats.finish_reason = reason
         # Keep validators only after a clean crawl: a failed article must be retried next time,
         # which needs its index page parsed again rather than answered 304.
-        if not self.stats_.failures and self._validators:
+        if not self.source_stats.failures and self._validators:
             with self.runtime.store.begin() as conn:
                 for url, (etag, modified) in self._validators.items():
                     save_validators(conn, url, etag, modified)
         if self._owns_runtime:
             self.runtime.close()
+
+
+def standalone(settings: BaseSettings) -> Standalone:
+    """The object the ``LOOKOUT_STANDALONE`` setting names (Scrapy's ``load_object``)."""
+    return load_object(settings["LOOKOUT_STANDALONE"])()
 
 
 def marker_of(when: datetime | None, raw: str | None = None) -> str | None:

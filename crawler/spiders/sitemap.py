@@ -22,7 +22,7 @@ class SitemapSpider(LookoutSpider):
 
     def parse_index(self, response: Response):
         if response.status == 304:
-            self.stats_.not_modified += 1
+            self.source_stats.not_modified += 1
             return
         self._remember_validators(response)
         root = _parse_xml(response.body, self.settings.getint("DOWNLOAD_MAXSIZE"))

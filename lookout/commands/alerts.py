@@ -41,7 +41,7 @@ def list_alerts(args: argparse.Namespace, ctx) -> int:
 
 def retry_alerts(args: argparse.Namespace, ctx) -> int:
     from alerts import outbox as ob
-    from lookout.store import utcnow
+    from core.store import utcnow
 
     with ctx.store.begin() as conn:
         n = ob.retry(conn, args.ids or None, utcnow())

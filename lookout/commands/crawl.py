@@ -6,6 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from crawler.runner import run_crawl
+from crawler.sources import select_sources
+from lookout import __version__
+from lookout.context import AppContext
+from lookout.loaders import sources_from_config
+from lookout.pipeline import build_ingestor
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -17,9 +24,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, ctx) -> int:
-    from crawler.runner import run_crawl
-    from crawler.sources import select_sources, sources_from_config
+def run(args: argparse.Namespace, ctx: AppContext) -> int:
 
     try:
         chosen = select_sources(sources_from_config(ctx.config), list(args.sources))
@@ -29,16 +34,12 @@ def run(args: argparse.Namespace, ctx) -> int:
     if not chosen:
         print("lookout crawl: no sources configured (see `lookout sources check FILE`)", file=sys.stderr)
         return 2
-    ingestor = _ingestor(ctx)
-    report = run_crawl(ctx.config, chosen, ingestor=ingestor, progress=_progress, store=ctx.store)
+    report = run_crawl(
+        chosen, crawl=ctx.config.crawl, store=ctx.store, ingestor=build_ingestor(ctx.config, ctx.store),
+        version=__version__, debug=ctx.config.log_level == "DEBUG", progress=_progress,
+    )
     print(format_report(report))
     return 0 if report.ok else 1
-
-
-def _ingestor(ctx):
-    from crawler.runtime import default_ingestor
-
-    return default_ingestor(ctx.config, ctx.store)
 
 
 def _progress(stats) -> None:

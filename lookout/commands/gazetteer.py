@@ -28,7 +28,8 @@ def register(sub) -> None:
 
 
 def cmd_import(args: argparse.Namespace, ctx: Any) -> int:
-    from rules.gazetteer import gazetteer_for, import_dump
+    from lookout.loaders import gazetteer_for
+    from rules.gazetteer import import_dump
 
     path = Path(args.file)
     if not path.is_file():
@@ -46,7 +47,7 @@ def cmd_import(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def cmd_build(args: argparse.Namespace, ctx: Any) -> int:
-    from rules.gazetteer import gazetteer_for
+    from lookout.loaders import gazetteer_for
 
     gazetteer = gazetteer_for(ctx.config)
     countries = ", ".join(ctx.config.gazetteer.countries)
@@ -55,7 +56,7 @@ def cmd_build(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def cmd_lookup(args: argparse.Namespace, ctx: Any) -> int:
-    from rules.gazetteer import gazetteer_for
+    from lookout.loaders import gazetteer_for
 
     found = gazetteer_for(ctx.config).find(args.name)
     for p in found:

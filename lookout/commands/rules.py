@@ -13,9 +13,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from core.durations import parse_duration
+from core.located import LocatedErrors
 from lookout.commands import print_usage
-from lookout.durations import parse_duration
-from lookout.located import LocatedErrors
 
 
 def register(sub) -> None:
@@ -52,7 +52,7 @@ def register(sub) -> None:
 def _gazetteer(ctx: Any, wanted: bool):
     if not wanted:
         return None
-    from rules.gazetteer import gazetteer_for
+    from lookout.loaders import gazetteer_for
 
     return gazetteer_for(ctx.config)
 
@@ -245,7 +245,7 @@ class StoredArticle:
 def cmd_backtest(args: argparse.Namespace, ctx: Any) -> int:
     from sqlalchemy import select
 
-    from lookout.store import articles, utcnow
+    from core.store import articles, utcnow
     from rules import match
 
     try:

@@ -22,8 +22,9 @@ def register(sub) -> None:
 
 
 def check(args: argparse.Namespace, ctx) -> int:
-    from crawler.sources import load_sources, sources_from_config
-    from lookout.located import LocatedErrors
+    from core.located import LocatedErrors
+    from crawler.sources import load_sources
+    from lookout.loaders import sources_from_config
 
     # Without FILE: what the crawler would read (a sources file, or `sources:` in lookout.yaml).
     origin = args.file or (
@@ -43,9 +44,9 @@ def check(args: argparse.Namespace, ctx) -> int:
 def list_sources(args: argparse.Namespace, ctx) -> int:
     from sqlalchemy import func, select
 
-    from crawler.sources import sources_from_config
+    from core.store import articles, sources, utcnow
     from lookout.commands.crawl import table
-    from lookout.store import articles, sources, utcnow
+    from lookout.loaders import sources_from_config
 
     configured = sources_from_config(ctx.config)
     since = utcnow() - timedelta(hours=24)

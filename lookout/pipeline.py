@@ -1,6 +1,10 @@
-"""Ingest: the one transaction that stores a cleaned article, matches the rules on it, stores
-the matches and enqueues the alerts. Either all of it is committed or none of it, so an alert is
-never lost between matching and the outbox.
+"""The pipeline: the junction of crawler, rules and alerts. One transaction stores a cleaned
+article, matches the rules on it, stores the matches and enqueues the alerts; either all of it
+is committed or none of it, so an alert is never lost between matching and the outbox.
+
+The crawler reaches it through its ``Ingestor`` protocol (the runner is handed a
+``PipelineIngestor``) or, for plain ``scrapy crawl``, through the ``LOOKOUT_STANDALONE``
+setting naming ``ScrapyStandalone``; no stage imports this module.
 """
 
 from __future__ import annotations
@@ -9,10 +13,29 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from crawler.items import Article
-from lookout.store import Store, matches, select, utcnow
-from rules.types import Match, Mentions
+from scrapy.settings import BaseSettings
+from sqlalchemy import Insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from alerts.outbox import enqueue
+from alerts.subscriptions import has_subscriptions, recipients_for
+from core.store import Store, matches, utcnow
+from crawler.extract import ExtractionPool
+from crawler.items import Article, ArticleStatus
+from crawler.runtime import CrawlRuntime
+from crawler.settings import apply_config
+from crawler.storage import save_article
+from crawler.stories import StoryClusterer
+from lookout import __version__
+from lookout.config import Config, load_config
+from lookout.loaders import gazetteer_for, sources_from_config
+from rules.engine import match, scan
+from rules.index import CompiledRuleset
+from rules.loader import load_ruleset
+from rules.types import Analysis, Match
 
 log = logging.getLogger(__name__)
 
@@ -21,20 +44,12 @@ log = logging.getLogger(__name__)
 class IngestOutcome:
     article_id: int
     story_id: str
-    status: str  # new | updated | unchanged
+    status: ArticleStatus
     new_story: bool  # False: a syndicated copy of a story already stored
     alertable: bool
     matches: tuple[Match, ...] = ()
     enqueued: int = 0
     also: int = 0  # existing alerts that gained an "Also: <outlet>"
-
-
-@dataclass(frozen=True)
-class Analysed:
-    """An article's rule matches and mentions, computed before ingest (pure, so anywhere)."""
-
-    matches: tuple[Match, ...]
-    mentions: Mentions
 
 
 @dataclass
@@ -48,22 +63,21 @@ class IngestTotals:
     outcomes: list[IngestOutcome] = field(default_factory=list)
 
 
-class Ingestor:
-    """Built once per crawl; ``ruleset`` is a callable so hot-reloaded rules take effect."""
+class PipelineIngestor:
+    """The crawler's ``Ingestor``: built once per crawl; ``rules`` is a callable so hot-reloaded
+    rules take effect."""
 
     def __init__(
         self,
         store: Store,
-        ruleset: Callable[[], object],
+        rules: Callable[[], CompiledRuleset],
         *,
         max_age: timedelta | None,
         now: Callable[[], datetime] = utcnow,
         only_chats: frozenset[str] | None = None,
     ):
-        from crawler.stories import StoryClusterer
-
         self.store = store
-        self.ruleset = ruleset
+        self.rules = rules
         self.max_age = max_age
         self.now = now
         # The demo delivers to its own chat only, never to the rules' real notify channels.
@@ -72,24 +86,27 @@ class Ingestor:
         with store.connect() as conn:
             self.clusterer = StoryClusterer.load(conn)
 
-    def ingest(self, article: Article, analysed: Analysed | None = None) -> IngestOutcome:
-        return self.ingest_many([article], [analysed])[0]
+    def ruleset(self) -> CompiledRuleset:
+        return self.rules()
+
+    def ingest(self, article: Article, analysis: Analysis | None = None) -> IngestOutcome:
+        return self.ingest_many([article], [analysis])[0]
 
     def ingest_many(
-        self, batch: list[Article], analysed: list[Analysed | None] | None = None
+        self, batch: list[Article], analyses: list[Analysis | None] | None = None
     ) -> list[IngestOutcome]:
         """Ingest several articles in one transaction (one commit, not one per article): each
         article's row, matches and outbox rows still commit together, or none of the batch does.
-        ``analysed`` may carry each article's matches and mentions, computed elsewhere (the crawl
+        ``analyses`` may carry each article's matches and mentions, computed elsewhere (the crawl
         matches in its extraction processes) with this ingestor's ruleset."""
         now = self.now()
-        ruleset = self.ruleset()
-        extra = analysed or [None] * len(batch)
+        ruleset = self.rules()
+        given = analyses or [None] * len(batch)
         with self.store.begin() as conn:
-            subscribed = _Once(conn)
+            subscribed = SubscriptionsExist(conn)
             outcomes = [
-                self._ingest_in(conn, article, ruleset, now, pre, subscribed)
-                for article, pre in zip(batch, extra, strict=True)
+                self._ingest_in(conn, article, ruleset, now, analysis, subscribed)
+                for article, analysis in zip(batch, given, strict=True)
             ]
         for article, outcome in zip(batch, outcomes, strict=True):
             self._count(outcome)
@@ -104,21 +121,16 @@ class Ingestor:
         return outcomes
 
     def _ingest_in(
-        self, conn, article: Article, ruleset, now: datetime, analysed: Analysed | None,
-        subscribed: Callable[[], bool] | None = None,
+        self, conn: Connection, article: Article, ruleset: CompiledRuleset, now: datetime,
+        analysis: Analysis | None, subscribed: SubscriptionsExist,
     ) -> IngestOutcome:
-        import rules
-        from alerts.outbox import enqueue
-        from alerts.subscriptions import recipients_for
-        from crawler.storage import save_article
-
         found: list[Match] = []
         enqueued = also = 0
         saved = save_article(conn, article, self.clusterer, max_age=self.max_age, now=now)
         # Only a first sighting alerts: an update at the same URL never alerts again.
         if saved.status == "new":
-            found = list(analysed.matches) if analysed else rules.match(article, ruleset)
-            rows: dict[str, dict] = {}
+            found = list(analysis.matches) if analysis else match(article, ruleset)
+            rows: dict[str, dict[str, Any]] = {}
             for m in found:  # one row per rule: a repeat would be ignored anyway
                 if m.rule_id not in rows:
                     rows[m.rule_id] = {
@@ -127,8 +139,8 @@ class Ingestor:
                     }
             match_ids = _insert_matches(conn, saved.article_id, list(rows.values()))
             # No subscriptions at all: only a rule's notify can alert (asked once per batch).
-            if saved.alertable and (any(m.notify for m in found) or (subscribed or _Once(conn))()):
-                mentions = analysed.mentions if analysed else rules.scan(article, ruleset)
+            if saved.alertable and (any(m.notify for m in found) or subscribed()):
+                mentions = analysis.mentions if analysis else scan(article, ruleset)
                 recipients = recipients_for(conn, found, mentions, ruleset, now)
                 if self.only_chats is not None:
                     recipients = [r for r in recipients if r.chat_id in self.only_chats]
@@ -160,34 +172,30 @@ class Ingestor:
         t.outcomes.append(outcome)
 
 
-class _Once:
-    """``has_subscriptions`` asked at most once per transaction."""
+class SubscriptionsExist:
+    """Whether any chat subscribes to anything, asked at most once per transaction: with no
+    subscriptions at all only a rule's ``notify`` can alert."""
 
-    def __init__(self, conn):
+    def __init__(self, conn: Connection):
         self.conn = conn
         self.answer: bool | None = None
 
     def __call__(self) -> bool:
         if self.answer is None:
-            from alerts.subscriptions import has_subscriptions
-
             self.answer = has_subscriptions(self.conn)
         return self.answer
 
 
-_MATCH_INSERTS: dict[str, object] = {}
+_MATCH_INSERTS: dict[str, Insert] = {}
 
 
-def _insert_matches(conn, article_id: int, rows: list[dict]) -> dict[str, int]:
+def _insert_matches(conn: Connection, article_id: int, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert an article's matches in one statement; their ids by rule id."""
     if not rows:
         return {}
     stmt = _MATCH_INSERTS.get(conn.dialect.name)
     if stmt is None:
-        if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         stmt = dialect_insert(matches).on_conflict_do_nothing().returning(matches.c.id, matches.c.rule_id)
         _MATCH_INSERTS[conn.dialect.name] = stmt
     ids = {rule_id: id_ for id_, rule_id in conn.execute(stmt, rows)}
@@ -200,11 +208,29 @@ def _insert_matches(conn, article_id: int, rows: list[dict]) -> dict[str, int]:
     return ids
 
 
-def build_ingestor(config, *, store: Store | None = None, ruleset=None) -> Ingestor:
-    """The ingestor a crawl uses when the caller did not provide one (plain ``scrapy crawl``)."""
-    from rules import load_ruleset
-    from rules.gazetteer import gazetteer_for
-
-    store = store or Store(config.database_url())
+def build_ingestor(
+    config: Config, store: Store, *, ruleset: CompiledRuleset | None = None
+) -> PipelineIngestor:
+    """The ingestor of a crawl the caller did not give rules to (``lookout crawl``, plain
+    ``scrapy crawl``): the configured rules, loaded once."""
     loaded = ruleset or load_ruleset(config.rule_paths(), gazetteer=gazetteer_for(config))
-    return Ingestor(store, lambda: loaded, max_age=config.crawl.max_age)
+    return PipelineIngestor(store, lambda: loaded, max_age=config.crawl.max_age)
+
+
+class ScrapyStandalone:
+    """What plain ``scrapy crawl feed -a source=NAME`` runs with (named by the crawler's
+    ``LOOKOUT_STANDALONE`` setting): the configuration file's crawl section, store, rules and
+    sources, found as the ``lookout`` command finds them (or ``-s LOOKOUT_CONFIG_FILE=``)."""
+
+    def apply_settings(self, settings: BaseSettings) -> None:
+        config = load_config(settings.get("LOOKOUT_CONFIG_FILE"))
+        apply_config(settings, config.crawl, version=__version__, debug=config.log_level == "DEBUG", priority="spider")
+
+    def runtime(self, settings: BaseSettings) -> CrawlRuntime:
+        config = load_config(settings.get("LOOKOUT_CONFIG_FILE"))
+        store = Store(config.database_url())
+        ingestor = build_ingestor(config, store)
+        return CrawlRuntime(
+            config.crawl, store, ingestor, ExtractionPool(ruleset=ingestor.ruleset()).start(),
+            sources=sources_from_config(config), owned_store=True, owned_extractor=True,
+        )

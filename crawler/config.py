@@ -1,0 +1,24 @@
+"""The ``crawl:`` section of the configuration: politeness, limits and the crawl's own timing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+
+from core.durations import Duration
+from core.strict import StrictModel
+
+
+class CrawlConfig(StrictModel):
+    max_age: Duration | None = timedelta(days=3)  # older articles are stored, never alerted
+    parallel: int = Field(default=2, ge=1)  # crawl subprocesses at once (service)
+    timeout: Duration = timedelta(minutes=10)  # a whole crawl subprocess
+    download_timeout: Duration = timedelta(seconds=30)
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    obey_robots: bool = True
+    concurrency_per_domain: int = Field(default=4, ge=1)
+    autothrottle: bool = True
+    contact_url: str = "https://github.com/lookout-osint/lookout"
+    user_agent: str | None = None  # default: "Lookout/<version> (+<contact_url>)"

@@ -1,0 +1,1 @@
+"""Test and bench scaffolding: never shipped, never imported by the packages."""
