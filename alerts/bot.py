@@ -18,11 +18,10 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
 from telegram import BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.ext import (
@@ -38,9 +37,13 @@ from telegram.ext import (
 
 from alerts import chatprefs, subscriptions
 from alerts.chatprefs import PrefError
-from alerts.config import TelegramConfig
 from core.store import Store, crawl_failures, outbox, sources, utcnow
-from rules.model import Ruleset
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from alerts.config import TelegramConfig
+    from rules.model import Ruleset
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

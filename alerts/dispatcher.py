@@ -19,15 +19,13 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from alerts import outbox as ob
-from alerts.config import TelegramConfig
 from alerts.format import AlertView, primary_place, render_alert, render_digest, to_terminal
 from alerts.ratelimit import RateLimiter
 from alerts.telegram import (
@@ -44,6 +42,11 @@ from alerts.telegram import (
 )
 from core.store import Store, articles, chats, matches, outbox, utcnow
 from rules.types import Match
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from alerts.config import TelegramConfig
 
 log = logging.getLogger(__name__)
 

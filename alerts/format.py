@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rules.geo import bearing_deg, compass, haversine_km
-from rules.types import Match, PlaceRef
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from datetime import datetime
+
+    from rules.types import Match, PlaceRef
 
 MAX_MESSAGE = 4096
 MAX_TITLE = 300

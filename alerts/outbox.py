@@ -13,16 +13,20 @@ delivery ledger that a restart retries.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.engine import Connection
 
 from core.store import articles, chats, insert_ignore, outbox
-from rules.types import Match
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from datetime import datetime
+
+    from sqlalchemy.engine import Connection
+
+    from rules.types import Match
 
 SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1}
 
@@ -256,7 +260,7 @@ def clear_edit(conn: Connection, row_id: int, now: datetime, note: str | None = 
 
 def counts(conn: Connection) -> dict[str, int]:
     rows = conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state))
-    return {state: n for state, n in rows}
+    return {state: n for state, n in rows.tuples()}
 
 
 def list_rows(conn: Connection, *, states: Iterable[str] | None = None, limit: int = 50) -> list[Any]:

@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from alerts.config import TelegramConfig
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from alerts.config import TelegramConfig
 
 PRIVATE_BURST = 3
 GUARD_WINDOW = 1.0  # seconds: the window Telegram counts its 30 messages in
@@ -28,7 +31,7 @@ GUARD_WINDOW = 1.0  # seconds: the window Telegram counts its 30 messages in
 class Schedule:
     """Generic cell rate algorithm: ``rate`` per second, up to ``burst`` at once."""
 
-    __slots__ = ("interval", "tolerance", "tat")
+    __slots__ = ("interval", "tat", "tolerance")
 
     def __init__(self, rate: float, burst: int = 1):
         self.interval = 1.0 / rate
@@ -47,7 +50,7 @@ class Schedule:
 
 
 def is_group(chat_id: str) -> bool:
-    return chat_id.startswith("-") or chat_id.startswith("@")
+    return chat_id.startswith(("-", "@"))
 
 
 def seconds(retry_after: int | float | timedelta) -> float:

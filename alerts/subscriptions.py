@@ -13,19 +13,21 @@ Rule keys name what an alert was sent for: a rule id, or ``place:<id>``, ``group
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.engine import Connection
 
 from core.store import chats, insert_ignore, outbox, rule_mutes, subscriptions, utcnow
 from rules.geo import haversine_km
 from rules.types import Match, Mentions
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from sqlalchemy.engine import Connection
+
     from alerts.outbox import Recipient
 
 Kind = Literal["place", "group", "rule", "near"]

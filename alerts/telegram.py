@@ -17,12 +17,14 @@ import logging
 import re
 import sys
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from alerts.format import to_terminal
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _BOT_URL_TOKEN = re.compile(r"bot\d+:[A-Za-z0-9_-]+")
 _TOKEN_SHAPE = re.compile(r"\b\d{3,}:[A-Za-z0-9_-]{20,}\b")

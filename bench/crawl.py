@@ -36,7 +36,6 @@ sys.path.insert(0, str(ROOT))
 
 
 def _warm(_: int) -> bool:
-    import trafilatura  # noqa: F401
 
     return True
 

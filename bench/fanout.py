@@ -22,13 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fakebotapi import DEFAULT_TOKEN, FakeBotAPI  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+from fakebotapi import DEFAULT_TOKEN, FakeBotAPI
+from sqlalchemy import select
 
-from alerts.dispatcher import Dispatcher  # noqa: E402
-from alerts.outbox import Recipient, enqueue  # noqa: E402
-from alerts.telegram import PTBSender  # noqa: E402
-from core.store import (  # noqa: E402
+from alerts.dispatcher import Dispatcher
+from alerts.outbox import Recipient, enqueue
+from alerts.telegram import PTBSender
+from core.store import (
     Store,
     articles,
     matches,
@@ -37,8 +37,8 @@ from core.store import (  # noqa: E402
     url_hash,
     utcnow,
 )
-from lookout.config import TelegramConfig  # noqa: E402
-from rules.types import Match, PlaceRef  # noqa: E402
+from lookout.config import TelegramConfig
+from rules.types import Match, PlaceRef
 
 RULE = "is-near-azaz"
 

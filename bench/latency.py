@@ -20,11 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fakebotapi import FakeBotAPI  # noqa: E402
-from service_harness import ServiceProcess, free_port, matching_article, write_config  # noqa: E402
+from fakebotapi import FakeBotAPI
+from service_harness import ServiceProcess, free_port, matching_article, write_config
 
-from lookout.newssite import NewsSite  # noqa: E402
-from lookout.status import percentile  # noqa: E402
+from lookout.newssite import NewsSite
+from lookout.status import percentile
 
 CHAT = 7001
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rules.engine import match  # noqa: E402
-from rules.index import compile_ruleset  # noqa: E402
-from rules.model import Group, Node, Place, Rule, Ruleset, Term  # noqa: E402
-from rules.types import Text  # noqa: E402
+from rules.engine import match
+from rules.index import compile_ruleset
+from rules.model import Group, Node, Place, Rule, Ruleset, Term
+from rules.types import Text
 
 SIZES = (10, 100, 1_000, 10_000, 100_000)
 RULES = 1_000

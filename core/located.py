@@ -6,15 +6,17 @@ Config, sources and rule files all go through here so an author always learns *w
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable, Sequence
 
 
 @dataclass(frozen=True, order=True)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _BOT_URL_TOKEN = re.compile(r"/bot\d+:[A-Za-z0-9_-]+")
 

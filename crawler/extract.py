@@ -10,14 +10,17 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from w3lib.encoding import html_to_unicode
 
 from crawler.storage import content_hash
 from crawler.stories import signature_of
 from rules.engine import match_and_scan
-from rules.index import CompiledRuleset
 from rules.types import Analysis
+
+if TYPE_CHECKING:
+    from rules.index import CompiledRuleset
 
 MAX_REPLACEMENT_SHARE = 0.02  # more U+FFFD than this: the body was not in the declared encoding
 
@@ -84,9 +87,8 @@ _RULESET: CompiledRuleset | None = None  # set in each worker by ExtractionPool 
 
 
 def _install(ruleset: CompiledRuleset | None) -> None:
-    global _RULESET  # noqa: PLW0603 - one ruleset per worker process, set once at start
+    global _RULESET
     _RULESET = ruleset
-    import trafilatura  # noqa: F401 - imported once per worker, before the first page
 
 
 def extract_body(body: bytes, encoding: str, url: str, hints: Hints) -> Extracted:
@@ -194,7 +196,6 @@ class ExtractionPool:
 
     def start(self) -> ExtractionPool:
         if self._executor is None:
-            import trafilatura  # noqa: F401 - loaded in the parent so forked workers share it
 
             self._executor = ProcessPoolExecutor(
                 self.workers,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 # What storing an article found: a first sighting, a changed text at a known URL, or neither.
 ArticleStatus = Literal["new", "updated", "unchanged"]

@@ -8,13 +8,12 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from scrapy.crawler import Crawler
-
-from crawler.items import Article
-from rules.types import Analysis
-
 if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+    from crawler.items import Article
     from crawler.spiders.base import LookoutSpider
+    from rules.types import Analysis
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from scrapy import signals
 from scrapy.crawler import CrawlerProcess
@@ -15,14 +15,18 @@ from scrapy.settings import Settings
 from sqlalchemy import update
 
 from core.store import Store, crawl_runs, insert_ignore, sources, utcnow
-from crawler.config import CrawlConfig
 from crawler.extract import ExtractionPool
 from crawler.logsetup import quiet_libraries
 from crawler.runtime import CrawlRuntime, Ingestor
 from crawler.settings import apply_config
-from crawler.sources import Source
 from crawler.spiders import spider_for
-from crawler.state import SourceStats
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from crawler.config import CrawlConfig
+    from crawler.sources import Source
+    from crawler.state import SourceStats
 
 log = logging.getLogger(__name__)
 

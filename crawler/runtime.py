@@ -17,19 +17,21 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from scrapy.settings import BaseSettings
+from typing import TYPE_CHECKING, Protocol
 
 from core.store import Store, utcnow
-from crawler.config import CrawlConfig
-from crawler.extract import ExtractionPool
-from crawler.items import Article, ArticleStatus
-from crawler.sources import Source
 from crawler.storage import save_article
 from crawler.stories import StoryClusterer
-from rules.index import CompiledRuleset
-from rules.types import Analysis
+
+if TYPE_CHECKING:
+    from scrapy.settings import BaseSettings
+
+    from crawler.config import CrawlConfig
+    from crawler.extract import ExtractionPool
+    from crawler.items import Article, ArticleStatus
+    from crawler.sources import Source
+    from rules.index import CompiledRuleset
+    from rules.types import Analysis
 
 log = logging.getLogger(__name__)
 

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
-from scrapy.settings import BaseSettings
+from typing import TYPE_CHECKING
+
 from scrapy.settings.default_settings import EXTENSIONS_BASE as _SCRAPY_EXTENSIONS
 
-from crawler.config import CrawlConfig
+if TYPE_CHECKING:
+    from scrapy.settings import BaseSettings
+
+    from crawler.config import CrawlConfig
 
 BOT_NAME = "lookout"
 SPIDER_MODULES = ["crawler.spiders"]

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from ruamel.yaml.comments import CommentedMap
 
 from core.durations import Duration, parse_duration
 from core.located import ErrorCollector, load_yaml, node_location, pydantic_errors
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _NAME = re.compile(r"^[a-z0-9-]+$")
 SourceKind = Literal["feed", "sitemap", "listing"]

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
 
 from core.store import Store, crawl_failures, http_cache, insert_ignore, utcnow
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.engine import Connection
 
 
 @dataclass

@@ -7,15 +7,20 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.engine import Connection
 
 from core.store import article_urls, articles, insert_ignore, url_hash
 from crawler.canonical import canonicalize
-from crawler.items import Article, ArticleStatus
 from crawler.stories import StoryClusterer, signature_of
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from sqlalchemy.engine import Connection
+
+    from crawler.items import Article, ArticleStatus
 
 _SPACE = re.compile(r"\s+")
 

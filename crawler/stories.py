@@ -19,14 +19,17 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
 
 from core.store import articles
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.engine import Connection
 
 NUM_PERM = 128
 SHINGLE = 3

@@ -8,9 +8,12 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from lookout import __version__
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # Command modules, in the order --help lists them.
 COMMAND_MODULES = (

@@ -6,9 +6,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from core.store import Store
-from lookout.config import Config
 
 if TYPE_CHECKING:
+    from lookout.config import Config
     from rules.model import Ruleset
 
 

@@ -25,13 +25,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, select, update
 
 from core.store import Store, crawl_runs, insert_ignore, sources, utcnow
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from datetime import datetime, timedelta
 
 log = logging.getLogger(__name__)
 

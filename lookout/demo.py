@@ -12,14 +12,17 @@ import asyncio
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from alerts.telegram import Button, ConsoleSender, Sender
 from core.store import Store
-from lookout.config import Config, CrawlConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from lookout.config import Config, CrawlConfig
 
 EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "rules" / "examples" / "north-aleppo.yaml"
 DEMO_CHAT = "1"  # the console "chat" when no --chat is given

@@ -6,10 +6,14 @@ configuration names them and resolves its relative paths.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.located import LocatedError, LocatedErrors, Location
 from crawler.sources import Source, load_sources, parse_sources
-from lookout.config import Config
 from rules.gazetteer import Gazetteer, load_gazetteer
+
+if TYPE_CHECKING:
+    from lookout.config import Config
 
 
 def sources_from_config(config: Config) -> list[Source]:

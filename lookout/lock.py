@@ -17,12 +17,15 @@ import socket
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
 from core.store import Store, utcnow
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 class LockHeld(RuntimeError):

@@ -13,10 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,6 +27,10 @@ from prometheus_client import (
 from sqlalchemy import func, select
 
 from core.store import Store, articles, crawl_runs, matches, outbox, utcnow
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
 
 log = logging.getLogger(__name__)
 

@@ -38,13 +38,16 @@ import html
 import random
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
 
@@ -438,7 +441,7 @@ class NewsSite:
                 else ("application/atom+xml" if "atom" in path else "application/xml")
             )
             return _Page(feeds[path]().encode(), f"{kind}; charset=utf-8", self._site_modified)
-        if path.startswith("/fault/") or path.startswith("/private/"):
+        if path.startswith(("/fault/", "/private/")):
             return self._fault(path, query)
         with self._lock:
             article = self._articles.get(path)
@@ -703,7 +706,7 @@ class _Handler(BaseHTTPRequestHandler):
     site: NewsSite
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         pass  # quiet: the site's request log is ``site.requests``
 
     def do_HEAD(self) -> None:

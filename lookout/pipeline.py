@@ -10,21 +10,16 @@ setting naming ``ScrapyStandalone``; no stage imports this module.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scrapy.settings import BaseSettings
 from sqlalchemy import Insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 
 from alerts.outbox import enqueue
 from alerts.subscriptions import has_subscriptions, recipients_for
 from core.store import Store, matches, utcnow
 from crawler.extract import ExtractionPool
-from crawler.items import Article, ArticleStatus
 from crawler.runtime import CrawlRuntime
 from crawler.settings import apply_config
 from crawler.storage import save_article
@@ -33,9 +28,18 @@ from lookout import __version__
 from lookout.config import Config, load_config
 from lookout.loaders import gazetteer_for, sources_from_config
 from rules.engine import match, scan
-from rules.index import CompiledRuleset
 from rules.loader import load_ruleset
-from rules.types import Analysis, Match
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime, timedelta
+
+    from scrapy.settings import BaseSettings
+    from sqlalchemy.engine import Connection
+
+    from crawler.items import Article, ArticleStatus
+    from rules.index import CompiledRuleset
+    from rules.types import Analysis, Match
 
 log = logging.getLogger(__name__)
 

@@ -9,15 +9,20 @@ soon after start, staggered, so a restarted service catches up at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from core.store import utcnow
-from crawler.sources import Source
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from crawler.sources import Source
 
 log = logging.getLogger(__name__)
 

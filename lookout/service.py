@@ -25,10 +25,9 @@ import logging
 import shutil
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -36,11 +35,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
 
 from core.store import Store, insert_ignore, sources, utcnow
-from lookout.config import Config
 from lookout.crawljobs import CrawlJobs, CrawlOutcome, crawl_command, mark_interrupted_runs
 from lookout.lock import ServiceLock
 from lookout.metrics import HttpEndpoint, Metrics
 from lookout.scheduler import CrawlSchedule
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from lookout.config import Config
 
 log = logging.getLogger(__name__)
 

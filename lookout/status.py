@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
 from core.durations import format_duration
 from core.store import Store, articles, chats, crawl_runs, outbox, sources, subscriptions, utcnow
-from lookout.config import Config
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from lookout.config import Config
 
 DAY = timedelta(hours=24)
 

@@ -3,10 +3,14 @@ as located errors (the example's own line), for ``lookout rules check``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.located import LocatedError, Location
 from rules.engine import match
-from rules.model import Ruleset
 from rules.types import Text
+
+if TYPE_CHECKING:
+    from rules.model import Ruleset
 
 
 def run_examples(ruleset: Ruleset) -> tuple[int, list[LocatedError]]:

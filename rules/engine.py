@@ -13,20 +13,21 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import ahocorasick
-
 from rules.fold import fold, fold_with_map, is_word_char
-from rules.index import CompiledRuleset, Entry, Index
 from rules.model import Node, Rule, Term, haversine_km
 from rules.snippets import make_snippet
 from rules.types import Document, Match, Mentions, PlaceRef, TermHit
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    import ahocorasick
+
     from rules.gazetteer import Gazetteer, GazPlace
+    from rules.index import CompiledRuleset, Entry, Index
 
 FIELDS = ("title", "text")
 # Arabic clitics written joined to the next word: و (and), ف, ب (in), ل (to), ك, and the article.

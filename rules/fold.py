@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 APOSTROPHES = "'‘’ʼʻʿʾ`´′ʹ"  # all treated as "'"
 _DROP = {"\u0640", "\u200c", "\u200d", "\u200e", "\u200f", "\u00ad"}  # tatweel, joiners, marks, soft hyphen

@@ -16,11 +16,14 @@ import json
 import logging
 import os
 import pickle
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rules.fold import fold, is_short_caps
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -168,7 +171,7 @@ def import_dump(path: Path, cache_dir: Path) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as fh:
-        json.dump([list(r[:2]) + [list(r[2])] + list(r[3:]) for r in records], fh, ensure_ascii=False)
+        json.dump([[*list(r[:2]), list(r[2]), *list(r[3:])] for r in records], fh, ensure_ascii=False)
     os.replace(tmp, target)
     return len(records)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from rules.model import Ruleset, haversine_km
-from rules.types import PlaceRef
+
+if TYPE_CHECKING:
+    from rules.types import PlaceRef
 
 _COMPASS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,8 @@ from rules.index import CompiledRuleset, compile_ruleset
 from rules.model import Area, Example, Group, Node, Place, Rule, Ruleset, Term
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from rules.gazetteer import Gazetteer
 
 TOP_KEYS = ("places", "groups", "areas", "rules")

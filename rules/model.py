@@ -9,13 +9,14 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from core.located import Location
 from rules.fold import fold
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from core.located import Location
     from rules.gazetteer import Gazetteer
 
 EARTH_RADIUS_KM = 6371.0088

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.located import LocatedError, LocatedErrors
 from rules.loader import load_ruleset, rule_files
-from rules.model import Ruleset
 
 if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable
+
     from rules.gazetteer import Gazetteer
+    from rules.model import Ruleset
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from rules.types import Document, TermHit
+if TYPE_CHECKING:
+    from rules.types import Document, TermHit
 
 SNIPPET_RADIUS = 120
 MAX_SENTENCE = 360

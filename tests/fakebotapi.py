@@ -506,7 +506,7 @@ class FakeBotAPI:
 
 
 def _is_group(chat: str) -> bool:
-    return chat.startswith("@") or chat.startswith("-")
+    return chat.startswith(("@", "-"))
 
 
 def _json_param(params: dict[str, Any], name: str) -> Any:

@@ -9,9 +9,8 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fakebotapi import DEFAULT_TOKEN, FakeBotAPI, SentMessage
@@ -23,6 +22,9 @@ from alerts import subscriptions as subs
 from alerts.bot import SUBSCRIBER_COMMANDS, _webhook_args, build_application, start_bot, stop_bot
 from core.store import articles, chats, crawl_failures, outbox, rule_mutes, sources, utcnow
 from lookout.config import Config, TelegramConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 USER = 4242
 GROUP = -100777

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rules import match
 from rules.reload import RuleWatcher
 from rules.types import Text
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 GOOD = """\
 places:

@@ -98,7 +98,7 @@ def test_watch_alert_restart_no_repeat_and_broken_rules(tmp_path, site, fake):
         svc.wait_healthy()
         assert fake.wait_for(lambda: _alerts(fake, titles)[titles[2]] >= 1, timeout=30), svc.log()
         time.sleep(3 * EVERY)  # several more crawls of the same feed: nothing may repeat
-        assert _alerts(fake, titles) == {t: 1 for t in titles}
+        assert _alerts(fake, titles) == dict.fromkeys(titles, 1)
         assert svc.terminate() == 0
         assert fake.token not in svc.log()
     finally:

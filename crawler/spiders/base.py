@@ -5,25 +5,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import scrapy
-from scrapy.crawler import Crawler
 from scrapy.http import Response, TextResponse
-from scrapy.settings import BaseSettings
 from scrapy.utils.misc import load_object
-from twisted.python.failure import Failure
 
 from crawler.canonical import canonicalize, same_site
 from crawler.extract import Hints, text_problem
 from crawler.items import Article
 from crawler.pipelines import Cleaned
-from crawler.runtime import CrawlRuntime, Standalone
 from crawler.sources import Source, select_sources
 from crawler.state import SourceStats, cached_validators, record_failure, save_validators
 from crawler.storage import known_articles
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable
+
+    from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
+    from twisted.python.failure import Failure
+
+    from crawler.runtime import CrawlRuntime, Standalone
 
 log = logging.getLogger(__name__)
 HTML_TYPES = (b"text/html", b"application/xhtml+xml")

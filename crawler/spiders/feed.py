@@ -3,13 +3,17 @@ links and ``xml:base`` resolved; a malformed feed still yields the entries it ho
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import feedparser
-from scrapy.http import Response
 
 from crawler.spiders.base import Entry, LookoutSpider, marker_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from scrapy.http import Response
 
 
 class FeedSpider(LookoutSpider):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from scrapy.http import Response
+from typing import TYPE_CHECKING
 
 from crawler.canonical import same_site
 from crawler.spiders.base import Entry, LookoutSpider
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from scrapy.http import Response
 
 
 class ListingSpider(LookoutSpider):

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import gzip
 import io
-from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from lxml import etree
-from scrapy.http import Response
 
 from crawler.spiders.base import Entry, LookoutSpider, marker_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from scrapy.http import Response
 
 NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
 

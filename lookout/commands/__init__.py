@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
 
 
 def print_usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Any], int]:

@@ -3,15 +3,19 @@ enqueue alerts; a progress line per source as it finishes, then a summary table.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from crawler.runner import run_crawl
 from crawler.sources import select_sources
 from lookout import __version__
-from lookout.context import AppContext
 from lookout.loaders import sources_from_config
 from lookout.pipeline import build_ingestor
+
+if TYPE_CHECKING:
+    import argparse
+
+    from lookout.context import AppContext
 
 
 def register(sub) -> None:

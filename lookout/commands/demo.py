@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lookout.config import Config
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def register(sub) -> None:

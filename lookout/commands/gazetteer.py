@@ -3,12 +3,14 @@ files. GeoNames data (CC BY 4.0, https://www.geonames.org)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookout.commands import print_usage
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def register(sub) -> None:

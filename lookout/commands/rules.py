@@ -4,18 +4,20 @@ on article files or a URL; backtest runs them over stored articles. None of them
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.durations import parse_duration
 from core.located import LocatedErrors
 from lookout.commands import print_usage
+
+if TYPE_CHECKING:
+    import argparse
+    from datetime import timedelta
 
 
 def register(sub) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
-from lookout.context import AppContext
+if TYPE_CHECKING:
+    import argparse
+
+    from lookout.context import AppContext
 
 
 def register(sub) -> None:

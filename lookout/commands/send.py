@@ -5,9 +5,12 @@ seconds (a flood wait, a backoff, a muted chat); prints sent / failed / waiting.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def register(sub) -> None:

@@ -3,9 +3,12 @@ file (every error at once, as ``file:line:col: message``)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def register(sub) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
 
-from lookout.context import AppContext
+if TYPE_CHECKING:
+    import argparse
+
+    from lookout.context import AppContext
 
 
 def register(sub) -> None:

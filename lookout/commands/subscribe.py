@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alerts import subscriptions
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def register(sub: Any) -> None:
