@@ -14,7 +14,7 @@ from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 from sqlalchemy import update
 
-from core.store import Store, crawl_runs, insert_ignore, sources, utcnow
+from core.store import Store, crawl_runs, sources, utcnow
 from crawler.extract import ExtractionPool
 from crawler.logsetup import quiet_libraries
 from crawler.runtime import CrawlRuntime, Ingestor
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from crawler.config import CrawlConfig
     from crawler.sources import Source
-    from crawler.state import SourceStats
+    from crawler.state import SourceStats, upsert_source
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,7 @@ class _RunRecorder:
     def started(self, source: Source) -> None:
         now = utcnow()
         with self.store.begin() as conn:
-            if not insert_ignore(
-                conn, sources, {"name": source.name, "kind": source.kind, "url": source.url}
-            ):
-                conn.execute(
-                    update(sources)
-                    .where(sources.c.name == source.name)
-                    .values(kind=source.kind, url=source.url)
-                )
+            upsert_source(conn, source.name, source.kind, source.url)
             conn.execute(update(sources).where(sources.c.name == source.name).values(last_crawl_at=now))
             result = conn.execute(crawl_runs.insert().values(source=source.name, started_at=now))
             self.run_ids[source.name] = int(result.inserted_primary_key[0])

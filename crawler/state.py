@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
-from core.store import Store, crawl_failures, http_cache, insert_ignore, utcnow
+from core.store import Store, crawl_failures, http_cache, insert_ignore, sources, utcnow
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -74,3 +74,10 @@ def record_failure(store: Store, source: str, url: str, reason: str, detail: str
                 source=source, url=url, reason=reason, detail=(detail or "")[:2000], at=utcnow()
             )
         )
+
+
+def upsert_source(conn: Connection, name: str, kind: str, url: str) -> None:
+    """The ``sources`` row of a configured source, created or brought up to date (its kind and
+    URL may change in the sources file while its crawl history stays)."""
+    if not insert_ignore(conn, sources, {"name": name, "kind": kind, "url": url}):
+        conn.execute(update(sources).where(sources.c.name == name).values(kind=kind, url=url))

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, select, update
 
-from core.store import Store, crawl_runs, insert_ignore, sources, utcnow
+from core.store import Store, crawl_runs, sources, utcnow
+from crawler.state import upsert_source
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -249,7 +250,7 @@ class CrawlJobs:
         info = self.source_info(name) if self.source_info else None
         if info is not None:
             kind, url = info
-            insert_ignore(conn, sources, {"name": name, "kind": kind, "url": url})
+            upsert_source(conn, name, kind, url)
 
 
 def _failure_reason(rc: int | None, tail: collections.deque[str]) -> str:

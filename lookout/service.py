@@ -34,7 +34,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
 
-from core.store import Store, insert_ignore, sources, utcnow
+from core.store import Store, sources, utcnow
+from crawler.state import upsert_source
 from lookout.crawljobs import CrawlJobs, CrawlOutcome, crawl_command, mark_interrupted_runs
 from lookout.lock import ServiceLock
 from lookout.metrics import HttpEndpoint, Metrics
@@ -380,7 +381,7 @@ class Service:
         with self.store.begin() as conn:
             for name, at in next_runs.items():
                 src = self.schedule.sources[name]
-                insert_ignore(conn, sources, {"name": name, "kind": src.kind, "url": src.url})
+                upsert_source(conn, name, src.kind, src.url)
                 conn.execute(update(sources).where(sources.c.name == name).values(next_run_at=at))
 
     # -- rule snapshots for crawl children ------------------------------------------------------
