@@ -20,13 +20,14 @@ from crawler.logsetup import quiet_libraries
 from crawler.runtime import CrawlRuntime, Ingestor
 from crawler.settings import apply_config
 from crawler.spiders import spider_for
+from crawler.state import upsert_source
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from crawler.config import CrawlConfig
     from crawler.sources import Source
-    from crawler.state import SourceStats, upsert_source
+    from crawler.state import SourceStats
 
 log = logging.getLogger(__name__)
 
