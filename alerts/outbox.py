@@ -14,11 +14,13 @@ delivery ledger that a restart retries.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 
 from core.store import articles, chats, insert_ignore, outbox
+from rules.types import Severity
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -28,7 +30,16 @@ if TYPE_CHECKING:
 
     from rules.types import Match
 
-SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1}
+
+
+class OutboxState(StrEnum):
+    """Where one alert row stands, as the ``outbox.state`` column stores it."""
+
+    PENDING = "pending"  # waiting for its chat's turn (or for ``next_attempt_at``)
+    SENDING = "sending"  # handed to Telegram; a crash leaves it here, and a restart resends it
+    SENT = "sent"
+    FAILED = "failed"  # gave up after ``telegram.max_attempts``; ``lookout alerts retry`` requeues
+    CANCELLED = "cancelled"  # its chat blocked the bot or was deleted
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,7 @@ class EnqueueResult:
 def _rank(r: Recipient) -> tuple[int, int]:
     # A rule match beats a plain mention; a higher severity beats a lower one.
     if r.match is not None and ":" not in r.rule_key:
-        return (1, SEVERITY_RANK.get(r.match.severity.lower(), 0))
+        return (1, Severity(r.match.severity.lower()).rank)
     return (0, 0)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
@@ -15,6 +16,15 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy.engine import Connection
+
+
+class CrawlResult(StrEnum):
+    """How one source's crawl ended, as ``sources.last_result`` and ``crawl_runs.result`` store it."""
+
+    OK = "ok"  # index read, every article page stored
+    PARTIAL = "partial"  # index read, some article pages failed
+    FAILED = "failed"  # the index page itself failed, or the crawl ended abnormally
+    TIMEOUT = "timeout"  # the crawl was killed at ``crawl.timeout``
 
 
 @dataclass
@@ -40,12 +50,12 @@ class SourceStats:
         return sum(self.failed.values())
 
     @property
-    def result(self) -> str:
+    def result(self) -> CrawlResult:
         if self.index_error:
-            return "failed"
+            return CrawlResult.FAILED
         if self.finish_reason not in (None, "finished"):
-            return "failed"
-        return "partial" if self.failures else "ok"
+            return CrawlResult.FAILED
+        return CrawlResult.PARTIAL if self.failures else CrawlResult.OK
 
     def failed_text(self) -> str:
         return ", ".join(f"{reason} {n}" for reason, n in sorted(self.failed.items())) or "-"
