@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rules.engine import match
 from rules.index import compile_ruleset
 from rules.model import Group, Node, Place, Rule, Ruleset, Term
-from rules.types import Text
+from rules.types import Severity, Text
 
 SIZES = (10, 100, 1_000, 10_000, 100_000)
 RULES = 1_000
@@ -103,7 +103,7 @@ def ruleset(aliases: list[str], mentioned: list[str], rng: random.Random) -> Rul
                 Term("keyword", f"kw{r}"),
             )
         expr = Node("all", (Node("all", (Term("group", "islamic-state"),)), Node("any", terms)))
-        rules[f"r{r}"] = Rule(f"r{r}", f"rule {r}", "medium", expr)
+        rules[f"r{r}"] = Rule(f"r{r}", f"rule {r}", Severity.MEDIUM, expr)
     return Ruleset(places, groups, {}, rules, [], "bench")
 
 

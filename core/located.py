@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Iterable, Sequence
 
+    from pydantic import ValidationError
+
 
 @dataclass(frozen=True, order=True)
 class Location:
@@ -73,7 +75,9 @@ def _yaml() -> YAML:
 
 
 def load_yaml(path: str | os.PathLike[str]) -> Any:
-    """Parse a YAML file into ruamel round-trip nodes (dict/list subclasses with positions)."""
+    """Parse a YAML file into ruamel round-trip nodes (dict/list subclasses with positions).
+
+    ``Any``: what a YAML file holds is only known once its reader has checked it."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -94,7 +98,7 @@ def load_yaml_text(text: str, path: str) -> Any:
         raise LocatedErrors([LocatedError(Location(path, line, col), f"YAML syntax: {problem}")]) from None
 
 
-def node_location(path: str, node: Any, key: Any = None) -> Location:
+def node_location(path: str, node: object, key: object = None) -> Location:
     """Where ``node`` (or its ``key``/index) starts; falls back to the node itself, then 1:1."""
     lc = getattr(node, "lc", None)
     if lc is not None:
@@ -111,19 +115,35 @@ def node_location(path: str, node: Any, key: Any = None) -> Location:
     return Location(path, 1, 1)
 
 
-def _has(node: Any, part: Any) -> bool:
-    if isinstance(node, CommentedMap):
-        return part in node
-    return isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node)
+def value_location(path: str, parent: object, key: object) -> Location:
+    """Where the value of ``parent[key]`` starts (``name: Azaz``: at ``Azaz``); falls back to the key."""
+    lc = getattr(parent, "lc", None)
+    if lc is not None and isinstance(parent, CommentedMap):
+        try:
+            line, col = lc.value(key)
+            return Location(path, line + 1, col + 1)
+        except (KeyError, IndexError, TypeError):
+            pass
+    return node_location(path, parent, key)
 
 
-def locate(path: str, root: Any, loc: Sequence[Any]) -> Location:
+def _child(node: object, part: int | str) -> tuple[bool, object]:
+    """(True, ``node[part]``) when the YAML node holds ``part``, else (False, None)."""
+    if isinstance(node, CommentedMap) and part in node:
+        return True, node[part]
+    if isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+        return True, node[part]
+    return False, None
+
+
+def locate(path: str, root: object, loc: Sequence[int | str]) -> Location:
     """Follow a pydantic-style ``loc`` tuple into the YAML tree; the deepest node found wins."""
     node, best = root, node_location(path, root)
     for part in loc:
-        if _has(node, part):
+        found, child = _child(node, part)
+        if found:
             best = node_location(path, node, part)
-            node = node[part]
+            node = child
         elif isinstance(node, CommentedMap | CommentedSeq):
             # pydantic adds tag names (e.g. a union member) that are not in the data: skip them
             continue
@@ -132,7 +152,7 @@ def locate(path: str, root: Any, loc: Sequence[Any]) -> Location:
     return best
 
 
-def pydantic_errors(path: str, root: Any, exc: Any) -> list[LocatedError]:
+def pydantic_errors(path: str, root: object, exc: ValidationError) -> list[LocatedError]:
     """Turn a pydantic ``ValidationError`` into located errors."""
     out = []
     for err in exc.errors():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -36,19 +36,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-class StderrHandler(logging.StreamHandler):
+class StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever ``sys.stderr`` is now (test runners swap it), not the one at start-up."""
 
     def __init__(self) -> None:
         super().__init__()
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value) -> None:
-        pass
+    def stream(self, _value: TextIO) -> None:
+        pass  # StreamHandler sets its stream on creation: ignored, sys.stderr is read on every write
 
 
 def setup_logging(level: int | str = logging.INFO, secrets: Iterable[str] = ()) -> RedactingFilter:

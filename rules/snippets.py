@@ -6,11 +6,12 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rules.types import Document, TermHit
+    from rules.types import Document, TermHit, TextField
 
 SNIPPET_RADIUS = 120
 MAX_SENTENCE = 360
 
+_BODY_FIRST: tuple[TextField, ...] = ("text", "title")  # where a snippet is taken from, by preference
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|\n\s*")
 
 
@@ -22,7 +23,7 @@ def make_snippet(
     """The sentence with the most distinct terms (body first), or ±120 characters, with marks.
 
     ``bounds`` caches sentence bounds per hit across the rules matched on one document."""
-    for field_name in ("text", "title"):
+    for field_name in _BODY_FIRST:
         in_field = [h for h in hits if h.field == field_name]
         if in_field:
             break
@@ -75,8 +76,8 @@ def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int, bool]:
     left = 0
     for m in _SENTENCE_END.finditer(text, max(0, start - MAX_SENTENCE), start):
         left = m.end()
-    m = _SENTENCE_END.search(text, end, end + MAX_SENTENCE)  # bounded: never scan the whole text
-    right = m.start() + len(m.group(0).rstrip()) if m else len(text)
+    after = _SENTENCE_END.search(text, end, end + MAX_SENTENCE)  # bounded: never scan the whole text
+    right = after.start() + len(after.group(0).rstrip()) if after else len(text)
     if right - left <= MAX_SENTENCE:
         return left, right, False
     # No usable sentence: ±120 characters, cut at spaces.

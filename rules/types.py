@@ -1,5 +1,7 @@
 """Typed objects at the rule engine's seams: what it reads (any ``Document``) and what it
-returns (``Match`` with its evidence, ``Mentions`` for place/group subscriptions).
+returns (``Match`` with its evidence, ``Mentions`` for place/group subscriptions), and the
+vocabularies of the rule language, each defined once: ``Severity``, ``TermKind``,
+``Combinator``, ``FactKind``, ``TextField``/``HitField`` and the index's ``EntryKind``.
 
 Everything here is plain data: JSON-round-trippable so a match can be stored as evidence
 and rendered later by the alert formatter without the engine.
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 
 class Severity(StrEnum):
@@ -27,6 +29,29 @@ class Severity(StrEnum):
 
 
 _SEVERITY_RANK = {Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3}
+
+FactKind = Literal["source", "lang"]
+"""Terms on a fact about the document (where it comes from, its language), matched whole."""
+FACT_KINDS: tuple[FactKind, ...] = get_args(FactKind)
+
+TermKind = Literal["keyword", "regex", "place", "group", "area", FactKind]
+"""A leaf of a rule: what a ``Term`` looks for and what a ``TermHit`` found."""
+TERM_KINDS: tuple[TermKind, ...] = get_args(TermKind)
+
+Combinator = Literal["all", "any", "none", "at_least"]
+"""How a ``Node`` combines its children."""
+COMBINATORS: tuple[Combinator, ...] = get_args(Combinator)
+
+TextField = Literal["title", "text"]
+"""The document fields names, keywords and regexes are found in, in reading order."""
+TEXT_FIELDS: tuple[TextField, ...] = get_args(TextField)
+
+HitField = TextField | FactKind
+"""Where a ``TermHit`` was found: a text field, or the fact a ``source``/``lang`` term matched whole."""
+
+EntryKind = Literal["place", "group", "keyword", "gaz"]
+"""What a key of the index's automaton stands for: a watched place or group, a keyword, or
+gazetteer names."""
 
 
 class Document(Protocol):
@@ -56,11 +81,11 @@ class Text:
 class TermHit:
     """One term of a rule found in the document."""
 
-    kind: str  # keyword | regex | place | group | area | source | lang
+    kind: TermKind
     ref: str  # the term as written: the keyword, the pattern, the place/group/area id, ...
     found: str  # the text as it stands in the document
-    field: str  # "title" | "text"
-    start: int  # character offsets into that field
+    field: HitField
+    start: int  # character offsets into that field (0, 0 for source and lang)
     end: int
 
 
@@ -83,7 +108,7 @@ class Match:
 
     rule_id: str
     title: str
-    severity: str  # low | medium | high
+    severity: Severity
     hits: tuple[TermHit, ...]
     places: tuple[PlaceRef, ...] = ()
     groups: tuple[str, ...] = ()  # group ids found
@@ -97,7 +122,7 @@ class Match:
         return {
             "rule_id": self.rule_id,
             "title": self.title,
-            "severity": self.severity,
+            "severity": str(self.severity),  # the plain value: "high"
             "hits": [
                 {"kind": h.kind, "ref": h.ref, "found": h.found, "field": h.field, "start": h.start, "end": h.end}
                 for h in self.hits
@@ -119,6 +144,7 @@ class Match:
     @classmethod
     def from_json(cls, raw: str | dict[str, Any]) -> Match:
         data = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        data["severity"] = Severity(data["severity"])
         data["hits"] = tuple(TermHit(**h) for h in data.get("hits", ()))
         data["places"] = tuple(PlaceRef(**p) for p in data.get("places", ()))
         data["groups"] = tuple(data.get("groups", ()))

@@ -13,7 +13,7 @@ from lookout.commands.rules import read_article
 from rules import engine, load_ruleset, match, scan
 from rules.gazetteer import Gazetteer, parse_geonames_dump
 from rules.geo import describe_position
-from rules.types import Match, PlaceRef, TermHit, Text
+from rules.types import Match, PlaceRef, Severity, TermHit, Text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "rules" / "examples"
@@ -317,9 +317,10 @@ def test_evidence_json_holds_every_field():
     # to_dict is written out for speed: it must still carry every field, nested ones included.
     hit = TermHit("area", "north-aleppo", "Marea", "text", 3, 8)
     place = PlaceRef("marea", "Marea", 36.6, 37.2, True, area="north-aleppo", distance_km=12.5)
-    m = Match("r", "T", "high", (hit,), (place,), ("isis",), "s", ((0, 1),), ("@chan",))
+    m = Match("r", "T", Severity.HIGH, (hit,), (place,), ("isis",), "s", ((0, 1),), ("@chan",))
     assert m.to_dict() == json.loads(json.dumps(asdict(m)))
     assert Match.from_json(m.to_json()) == m
+    assert type(m.to_dict()["severity"]) is str and Match.from_json(m.to_json()).severity is Severity.HIGH
 
 
 def test_snippet_of_a_long_run_is_a_window():
@@ -435,7 +436,8 @@ def test_describe_position(ruleset):
 
 
 def test_match_and_scan_in_one_pass_equals_both_calls(ruleset, gaz_ruleset):
-    from lookout.newssite import arabic_article, load_seed_articles
+    from support.newssite import arabic_article, load_seed_articles
+
     from rules import match_and_scan
 
     pages = [*load_seed_articles(), arabic_article()]

@@ -11,6 +11,7 @@ import pytest
 from core.located import LocatedErrors
 from lookout.cli import main
 from rules import load_ruleset
+from rules.types import Severity
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "rules" / "examples"
@@ -75,6 +76,7 @@ def test_example_file_loads(tmp_path):
     assert rs.areas["north-aleppo"].contains(36.5, 37.0) and not rs.areas["north-aleppo"].contains(36.2, 37.1)
     rule = rs.rules["is-near-azaz"]
     assert (rule.severity, rule.within, rule.notify) == ("high", 60, ("@north_aleppo_alerts",))
+    assert rule.severity is Severity.HIGH and rs.rules["sdf-manbij"].severity is Severity.MEDIUM
     assert {t.key for t in rule.positive_terms} == {
         ("group", "islamic-state"),
         ("place", "azaz"),
