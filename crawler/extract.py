@@ -1,5 +1,7 @@
 """Extraction: trafilatura turns a page into body text and metadata, in a process pool sized to
-the cores, never on Scrapy's reactor thread (it is CPU work, ~10 ms a page and more)."""
+the cores, never on Scrapy's reactor thread (it is CPU work, ~10 ms a page and more). The workers
+also compute each page's story signature and, given a ruleset, its rule matches; and the page
+checks (language, undecodable text) live here."""
 
 from __future__ import annotations
 
@@ -83,12 +85,18 @@ class _Doc:
     source: str
 
 
-_RULESET: CompiledRuleset | None = None  # set in each worker by ExtractionPool (rules are pure)
+@dataclass
+class _WorkerState:
+    """What ExtractionPool installs in each of its worker processes (rules are pure)."""
+
+    ruleset: CompiledRuleset | None = None
+
+
+_WORKER = _WorkerState()  # in the parent (no pool): no ruleset, nothing matched
 
 
 def _install(ruleset: CompiledRuleset | None) -> None:
-    global _RULESET
-    _RULESET = ruleset
+    _WORKER.ruleset = ruleset
 
 
 def extract_body(body: bytes, encoding: str, url: str, hints: Hints) -> Extracted:
@@ -99,10 +107,11 @@ def extract_body(body: bytes, encoding: str, url: str, hints: Hints) -> Extracte
     if problem:
         return Extracted("", "", None, None, None, None, None, problem=problem)
     found = extract_page(html, url)
-    if _RULESET is None or not found.text:
+    ruleset = _WORKER.ruleset
+    if ruleset is None or not found.text:
         return found
     doc = _Doc(found.title or hints.title or "", found.text, found.language or hints.language, hints.source)
-    found_matches, mentions = match_and_scan(doc, _RULESET)  # one pass over the text
+    found_matches, mentions = match_and_scan(doc, ruleset)  # one pass over the text
     return replace(found, analysis=Analysis(tuple(found_matches), mentions))
 
 
@@ -115,7 +124,9 @@ def text_problem(text: str) -> str | None:
 
 def extract_page(html: str, url: str) -> Extracted:
     """Body text only (comments, navigation, related links and footers left out) plus metadata."""
-    import trafilatura
+    # Heavy (~0.1 s of imports): loaded where pages are extracted, not by every ExtractionPool user.
+    import trafilatura  # noqa: PLC0415 - heavy, needed only where pages are extracted
+    from trafilatura.settings import Document  # noqa: PLC0415 - as above
 
     doc = trafilatura.bare_extraction(
         html,
@@ -126,7 +137,7 @@ def extract_page(html: str, url: str) -> Extracted:
         favor_precision=False,
         deduplicate=False,
     )
-    if doc is None:
+    if not isinstance(doc, Document):  # None: nothing found (a dict only with as_dict=True)
         return Extracted("", "", None, None, declared_language(html), None, None)
     text = (doc.text or "").strip()
     published = _parse_date(doc.date)
@@ -195,8 +206,12 @@ class ExtractionPool:
         self._executor: ProcessPoolExecutor | None = None
 
     def start(self) -> ExtractionPool:
-        if self._executor is None:
+        self._started()
+        return self
 
+    def _started(self) -> ProcessPoolExecutor:
+        """The pool's executor, its workers started (and warm) first if need be."""
+        if self._executor is None:
             self._executor = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("fork"),
@@ -205,13 +220,11 @@ class ExtractionPool:
             )
             for f in [self._executor.submit(_warm) for _ in range(self.workers)]:
                 f.result()
-        return self
+        return self._executor
 
     async def extract(self, body: bytes, encoding: str, url: str, hints: Hints) -> Extracted:
-        if self._executor is None:
-            self.start()
-        assert self._executor is not None
-        return await asyncio.wrap_future(self._executor.submit(extract_body, body, encoding, url, hints))
+        executor = self._started()
+        return await asyncio.wrap_future(executor.submit(extract_body, body, encoding, url, hints))
 
     def shutdown(self) -> None:
         if self._executor is not None:

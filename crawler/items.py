@@ -1,4 +1,6 @@
-"""The crawler's output item: one cleaned article, typed (Scrapy accepts dataclass items)."""
+"""The crawler's items, typed (Scrapy accepts dataclass items): the cleaned ``Article``, the
+``Cleaned`` item a spider yields (the article with its rule analysis), and what storing an
+article found (``ArticleStatus``)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,16 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from rules.types import Analysis
+
 # What storing an article found: a first sighting, a changed text at a known URL, or neither.
 ArticleStatus = Literal["new", "updated", "unchanged"]
 
 
 @dataclass
 class Article:
+    """One article page, cleaned: body text and metadata, ready to store."""
+
     url: str  # canonical URL: the page's rel=canonical when same-site, else the canonicalised fetch URL
     source: str  # source name from the sources file
     title: str
@@ -28,3 +34,12 @@ class Article:
     content_hash: str = ""  # sha256 of the normalised text: an unchanged page is not an update
     entry_marker: str | None = None  # the feed/sitemap entry's own "updated" stamp, if any
     signature: bytes | None = field(default=None, repr=False)  # MinHash for story clustering
+
+
+@dataclass
+class Cleaned:
+    """The item a spider yields: the article and, when the extraction pool matched the rules,
+    its matches and mentions."""
+
+    article: Article
+    analysis: Analysis | None = None

@@ -4,8 +4,17 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from scrapy import logformatter
+
+from crawler.items import Article, Cleaned
+
+if TYPE_CHECKING:
+    from scrapy import Spider
+    from scrapy.http import Response
+    from scrapy.logformatter import LogFormatterResult
+    from twisted.python.failure import Failure
 
 NOISY = ("scrapy", "twisted", "py.warnings", "trafilatura", "htmldate", "courlan", "filelock", "hpack", "asyncio")
 
@@ -33,23 +42,41 @@ def quiet_libraries() -> None:
             handler.addFilter(LibraryFilter(level))
 
 
-def _url(item) -> str:
-    item = getattr(item, "article", item)  # crawler.pipelines.Cleaned wraps the Article
-    return str(getattr(item, "url", None) or type(item).__name__)
+def _url(item: object) -> str:
+    """An item as a log line names it: its article's URL, else its type."""
+    article = item.article if isinstance(item, Cleaned) else item
+    return (article.url if isinstance(article, Article) else "") or type(article).__name__
 
 
 class ItemSafeLogFormatter(logformatter.LogFormatter):
     """Scrapy's messages, with an item named by its URL instead of its repr."""
 
-    def scraped(self, item, response, spider):
+    def scraped(
+        self,
+        item: object,
+        response: Response | Failure | None,  # noqa: ARG002 - Scrapy's signature
+        spider: Spider,  # noqa: ARG002 - Scrapy's signature
+    ) -> LogFormatterResult:
         return {"level": logging.DEBUG, "msg": "scraped %(url)s", "args": {"url": _url(item)}}
 
-    def dropped(self, item, exception, response, spider):
+    def dropped(
+        self,
+        item: object,
+        exception: BaseException,
+        response: Response | Failure | None,  # noqa: ARG002 - Scrapy's signature
+        spider: Spider,  # noqa: ARG002 - Scrapy's signature
+    ) -> LogFormatterResult:
         return {
             "level": logging.WARNING,
             "msg": "dropped %(url)s: %(exception)s",
             "args": {"url": _url(item), "exception": exception},
         }
 
-    def item_error(self, item, exception, response, spider):
+    def item_error(
+        self,
+        item: object,
+        exception: BaseException,  # noqa: ARG002 - Scrapy's signature (Scrapy logs the traceback itself)
+        response: Response | Failure | None,  # noqa: ARG002 - Scrapy's signature
+        spider: Spider,  # noqa: ARG002 - Scrapy's signature
+    ) -> LogFormatterResult:
         return {"level": logging.ERROR, "msg": "error processing %(url)s", "args": {"url": _url(item)}}

@@ -1,33 +1,26 @@
-"""The store pipeline: each cleaned article goes to the ingestor (store, match, enqueue alerts
-in one transaction), on the runtime's writer thread, in batches, and the outcome is counted in
-the spider's per-source stats."""
+"""The item pipeline: each cleaned article goes to the runtime's ingestor (which stores it, and
+may match the rules and queue alerts in the same transaction) on the runtime's writer thread, in
+batches; the outcome is counted in the spider's per-source stats."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from crawler.items import Cleaned
+from crawler.spiders.base import LookoutSpider
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
-    from crawler.items import Article
-    from crawler.spiders.base import LookoutSpider
-    from rules.types import Analysis
+__all__ = ["Cleaned", "StorePipeline"]  # Cleaned lives in crawler.items; named here too
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Cleaned:
-    """The item a spider yields: the article and, when the extraction pool matched the rules,
-    its matches and mentions."""
-
-    article: Article
-    analysis: Analysis | None = None
-
-
 class StorePipeline:
+    """Hands each ``Cleaned`` item to the crawl runtime and counts what storing it found."""
+
     def __init__(self, crawler: Crawler):
         self.crawler = crawler
 
@@ -35,21 +28,27 @@ class StorePipeline:
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
         return cls(crawler)
 
+    def _spider(self) -> LookoutSpider:
+        spider = self.crawler.spider
+        if not isinstance(spider, LookoutSpider):
+            raise TypeError(f"StorePipeline serves Lookout's spiders only, not {type(spider).__name__}")
+        return spider
+
     async def process_item(self, item: Cleaned) -> Cleaned:
-        spider: LookoutSpider = self.crawler.spider  # type: ignore[assignment]
+        spider = self._spider()
         stats = spider.source_stats
         url = item.article.url
         try:
-            outcome = await spider.runtime.ingest(item.article, item.analysis)
+            stored = await spider.runtime.ingest(item.article, item.analysis)
         except Exception as exc:  # one bad article must not stop the crawl
             log.error("storing %s failed: %s: %s", url, type(exc).__name__, exc)
             spider.fail(url, "store-error", f"{type(exc).__name__}: {exc}")
             return item
-        if outcome.status == "new":
+        if stored.status == "new":
             stats.new += 1
-            if not outcome.new_story:
+            if not stored.new_story:
                 stats.duplicates += 1
-        elif outcome.status == "updated":
+        elif stored.status == "updated":
             stats.updated += 1
         else:
             stats.unchanged += 1

@@ -1,6 +1,7 @@
 """Run a crawl of several sources in this process with one CrawlerProcess (Twisted's reactor
-cannot restart: call ``run_crawl`` once per process; the service runs ``lookout crawl NAME`` in a
-subprocess). Records ``crawl_runs`` and the crawl state of each ``sources`` row."""
+cannot restart: call ``run_crawl`` once per process; a long-running caller crawls in a
+subprocess). Records ``crawl_runs`` and the crawl state of each ``sources`` row, and returns a
+``CrawlReport``; ``crawl_settings`` are the Scrapy settings such a crawl runs with."""
 
 from __future__ import annotations
 
@@ -14,31 +15,37 @@ from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 from sqlalchemy import update
 
-from core.store import Store, crawl_runs, sources, utcnow
+from core.store import Store, crawl_runs, utcnow
+from core.store import sources as source_rows
 from crawler.extract import ExtractionPool
 from crawler.logsetup import quiet_libraries
 from crawler.runtime import CrawlRuntime, Ingestor
 from crawler.settings import apply_config
 from crawler.spiders import spider_for
-from crawler.state import upsert_source
+from crawler.state import CrawlResult, upsert_source
+from crawler.storage import inserted_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from crawler.config import CrawlConfig
     from crawler.sources import Source
-    from crawler.state import SourceStats
+    from crawler.spiders.base import LookoutSpider
+    from crawler.state import SourceStats, StatCounter
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class CrawlReport:
+    """One crawl's per-source stats (in the order the sources were given) and its duration."""
+
     sources: list[SourceStats] = field(default_factory=list)
     seconds: float = 0.0
 
-    def total(self, attr: str) -> int:
-        return sum(getattr(s, attr) for s in self.sources)
+    def total(self, counter: StatCounter) -> int:
+        """``counter`` ("fetched", "new", ...) summed over the sources."""
+        return sum(s.count(counter) for s in self.sources)
 
     @property
     def failures(self) -> int:
@@ -46,10 +53,18 @@ class CrawlReport:
 
     @property
     def ok(self) -> bool:
-        return all(s.result != "failed" for s in self.sources)
+        return all(s.result != CrawlResult.FAILED for s in self.sources)
+
+    @property
+    def result(self) -> CrawlResult:
+        """The whole crawl's: failed when a source failed, partial when pages failed, else ok."""
+        if not self.ok:
+            return CrawlResult.FAILED
+        return CrawlResult.PARTIAL if self.failures else CrawlResult.OK
 
 
 def crawl_settings(crawl: CrawlConfig, *, version: str, debug: bool = False) -> Settings:
+    """The crawler's Scrapy settings with the ``crawl:`` section applied, for a managed crawl."""
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")
     settings.set("LOOKOUT_MANAGED", True, priority="cmdline")
@@ -65,18 +80,19 @@ class _RunRecorder:
         self.store = store
         self.report = report
         self.progress = progress
-        self.run_ids: dict[str, int] = {}
+        self.run_ids: dict[str, int] = {}  # source name -> its crawl_runs row
 
     def started(self, source: Source) -> None:
         now = utcnow()
         with self.store.begin() as conn:
             upsert_source(conn, source.name, source.kind, source.url)
-            conn.execute(update(sources).where(sources.c.name == source.name).values(last_crawl_at=now))
+            conn.execute(update(source_rows).where(source_rows.c.name == source.name).values(last_crawl_at=now))
             result = conn.execute(crawl_runs.insert().values(source=source.name, started_at=now))
-            self.run_ids[source.name] = int(result.inserted_primary_key[0])
+            self.run_ids[source.name] = inserted_id(result)
 
-    def spider_closed(self, spider, reason: str) -> None:
-        stats: SourceStats = spider.source_stats
+    def spider_closed(self, spider: LookoutSpider, reason: str) -> None:
+        """Scrapy's ``spider_closed`` signal (the runner connects it for its spiders only)."""
+        stats = spider.source_stats
         stats.finish_reason = reason
         stats.seconds = time.monotonic() - spider.started_at
         now = utcnow()
@@ -96,19 +112,23 @@ class _RunRecorder:
                     error=error or (f"failed: {stats.failed_text()}" if stats.failures else None),
                 )
             )
-            values: dict = {"last_result": stats.result, "last_error": error}
-            if stats.result != "failed":
-                values["last_success_at"] = now
-            if stats.failures and not error:
-                values["last_error"] = f"{stats.failures} page(s) failed: {stats.failed_text()}"
-            conn.execute(update(sources).where(sources.c.name == stats.source).values(**values))
+            pages_failed = f"{stats.failures} page(s) failed: {stats.failed_text()}" if stats.failures else None
+            last_error = error or pages_failed
+            source_update = (
+                update(source_rows)
+                .where(source_rows.c.name == stats.source)
+                .values(last_result=stats.result, last_error=last_error)
+            )
+            if stats.result != CrawlResult.FAILED:
+                source_update = source_update.values(last_success_at=now)
+            conn.execute(source_update)
         self.report.sources.append(stats)
         if self.progress is not None:
             self.progress(stats)
 
 
 def run_crawl(
-    sources_: list[Source],
+    sources: list[Source],
     *,
     crawl: CrawlConfig,
     store: Store,
@@ -117,20 +137,20 @@ def run_crawl(
     debug: bool = False,
     progress: Callable[[SourceStats], None] | None = None,
 ) -> CrawlReport:
-    """Crawl ``sources_`` now (in parallel, one reactor) and return per-source stats."""
+    """Crawl ``sources`` now (in parallel, one reactor) and return per-source stats."""
     started = time.monotonic()
     report = CrawlReport()
-    if not sources_:
+    if not sources:
         return report
     # Before the reactor: forking is safe and cheap here, and the workers share the ruleset
     # (matching is pure CPU work: it runs next to extraction, not on the reactor's process).
     quiet_libraries()
     extractor = ExtractionPool(ruleset=ingestor.ruleset()).start()
-    runtime = CrawlRuntime(crawl, store, ingestor, extractor, sources=list(sources_))
+    runtime = CrawlRuntime(crawl, store, ingestor, extractor, sources=list(sources))
     recorder = _RunRecorder(runtime.store, report, progress)
     try:
         process = CrawlerProcess(crawl_settings(crawl, version=version, debug=debug))
-        for source in sources_:
+        for source in sources:
             crawler = process.create_crawler(spider_for(source.kind))
             crawler.signals.connect(recorder.spider_closed, signal=signals.spider_closed)
             recorder.started(source)
@@ -140,6 +160,6 @@ def run_crawl(
         extractor.shutdown()
         runtime.close()
     report.seconds = time.monotonic() - started
-    order = {s.name: i for i, s in enumerate(sources_)}
+    order = {s.name: i for i, s in enumerate(sources)}
     report.sources.sort(key=lambda s: order.get(s.source, 0))
     return report

@@ -17,13 +17,15 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.store import Store, utcnow
 from crawler.storage import save_article
 from crawler.stories import StoryClusterer
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from scrapy.settings import BaseSettings
 
     from crawler.config import CrawlConfig
@@ -53,15 +55,16 @@ class Stored(Protocol):
 
 
 class Ingestor(Protocol):
-    """Takes the crawl's cleaned articles: stores them (and, in Lookout, matches the rules and
-    queues alerts in the same transaction). ``ruleset`` is what the extraction workers match
-    with, or None to match nothing there."""
+    """Takes the crawl's cleaned articles: stores them (and may match the rules and queue alerts
+    in the same transaction), one ``Stored`` per article in order. ``ruleset`` is what the
+    extraction workers match with, or None to match nothing there."""
 
     def ruleset(self) -> CompiledRuleset | None: ...
 
-    def ingest_many(self, batch: list[Article], analyses: list[Analysis | None]) -> list[Stored]: ...
+    def ingest_many(self, batch: list[Article], analyses: list[Analysis | None]) -> Sequence[Stored]: ...
 
 
+@runtime_checkable
 class Standalone(Protocol):
     """What plain ``scrapy crawl`` needs from outside the crawler: the configuration's crawl
     settings, and a runtime (store, ingestor, sources) built from the configuration file."""
@@ -73,6 +76,8 @@ class Standalone(Protocol):
 
 @dataclass
 class CrawlRuntime:
+    """The live objects of one crawl run, shared by its spiders and the store pipeline."""
+
     crawl: CrawlConfig
     store: Store
     ingestor: Ingestor
@@ -189,7 +194,11 @@ class StoreOnlyIngestor:
     def ruleset(self) -> CompiledRuleset | None:
         return None
 
-    def ingest_many(self, batch: list[Article], analyses: list[Analysis | None]) -> list[Stored]:
+    def ingest_many(
+        self,
+        batch: list[Article],
+        analyses: list[Analysis | None],  # noqa: ARG002 - the Ingestor protocol's; nothing is matched here
+    ) -> list[Stored]:
         with self.store.begin() as conn:
             return [
                 save_article(conn, article, self.clusterer, max_age=self.max_age, now=utcnow())

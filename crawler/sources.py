@@ -1,11 +1,12 @@
 """The sources file: which feeds, sitemaps and listing pages to crawl, validated with located
-errors (``file:line:col: message``, all at once) like every other YAML file Lookout reads."""
+errors (``file:line:col: message``, all at once) like every other YAML file Lookout reads; and
+the source kinds (``SourceKind``), one spider each."""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from ruamel.yaml.comments import CommentedMap
@@ -17,10 +18,15 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _NAME = re.compile(r"^[a-z0-9-]+$")
+# What a source's index is, named by the key that gives its URL; one spider each (crawler.spiders).
 SourceKind = Literal["feed", "sitemap", "listing"]
+SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
 
 
 class Source(BaseModel):
+    """One entry of the sources file: a name, exactly one index URL (its key is the kind) and
+    how often to crawl it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
@@ -38,7 +44,7 @@ class Source(BaseModel):
             raise ValueError("use lower-case letters, digits and '-' only")
         return value
 
-    @field_validator("feed", "sitemap", "listing")
+    @field_validator(*SOURCE_KINDS)
     @classmethod
     def _http(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -65,7 +71,7 @@ def structure_problems(item: dict[str, Any]) -> list[tuple[str | None, str]]:
     """Rules across fields, as (key to point at, message). Checked on the raw mapping too, so they
     are reported even when a field of the same source is also wrong (all errors at once)."""
     problems: list[tuple[str | None, str]] = []
-    given = [k for k in ("feed", "sitemap", "listing") if item.get(k)]
+    given = [k for k in SOURCE_KINDS if item.get(k)]
     if len(given) != 1:
         problems.append((
             given[1] if len(given) > 1 else None,

@@ -1,12 +1,13 @@
-"""Crawl state kept in the store: conditional-GET validators per index URL (``http_cache``),
-failures per source and URL (``crawl_failures``), and per-source stats of one crawl."""
+"""Crawl state: what the store keeps between crawls (conditional-GET validators per index URL in
+``http_cache``, failures per source and URL in ``crawl_failures``, the ``sources`` row of each
+configured source) and what one crawl counts per source (``SourceStats``, ``CrawlResult``)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, assert_never
 
 from sqlalchemy import select, update
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy.engine import Connection
+
+    from crawler.sources import SourceKind
 
 
 class CrawlResult(StrEnum):
@@ -27,12 +30,16 @@ class CrawlResult(StrEnum):
     TIMEOUT = "timeout"  # the crawl was killed at ``crawl.timeout``
 
 
+# The counters of ``SourceStats`` that add up across sources (``CrawlReport.total``).
+StatCounter = Literal["fetched", "new", "updated", "unchanged", "duplicates", "skipped", "not_modified"]
+
+
 @dataclass
 class SourceStats:
     """One source's results in one crawl (what ``lookout crawl`` prints per source)."""
 
     source: str
-    kind: str = ""
+    kind: SourceKind | None = None  # None: not said (stats built by hand)
     fetched: int = 0  # article pages downloaded
     new: int = 0
     updated: int = 0
@@ -60,6 +67,26 @@ class SourceStats:
     def failed_text(self) -> str:
         return ", ".join(f"{reason} {n}" for reason, n in sorted(self.failed.items())) or "-"
 
+    def count(self, counter: StatCounter) -> int:
+        """The counter named ``counter``."""
+        match counter:
+            case "fetched":
+                return self.fetched
+            case "new":
+                return self.new
+            case "updated":
+                return self.updated
+            case "unchanged":
+                return self.unchanged
+            case "duplicates":
+                return self.duplicates
+            case "skipped":
+                return self.skipped
+            case "not_modified":
+                return self.not_modified
+            case _:
+                assert_never(counter)
+
 
 def cached_validators(conn: Connection, url: str) -> tuple[str | None, str | None]:
     row = conn.execute(
@@ -78,6 +105,7 @@ def save_validators(
 
 
 def record_failure(store: Store, source: str, url: str, reason: str, detail: str | None = None) -> None:
+    """One ``crawl_failures`` row, in its own transaction (detail cut to 2000 characters)."""
     with store.begin() as conn:
         conn.execute(
             crawl_failures.insert().values(

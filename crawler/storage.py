@@ -1,13 +1,14 @@
 """Storing one cleaned article: new, updated (same URL, changed text: keeps its story) or
-unchanged; story assignment; ``alertable`` from ``crawl.max_age``. Called inside the caller's
-transaction (``lookout.pipeline`` matches and enqueues alerts in the same one)."""
+unchanged; story assignment; ``alertable`` from ``crawl.max_age``; and which discovered URLs are
+stored already. Runs inside the caller's transaction (the caller may match rules and enqueue
+alerts in the same one)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, update
 
@@ -18,7 +19,7 @@ from crawler.stories import StoryClusterer, signature_of
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
-    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine import Connection, CursorResult
 
     from crawler.items import Article, ArticleStatus
 
@@ -35,6 +36,8 @@ _INSERT = articles.insert()
 
 @dataclass(frozen=True)
 class SavedArticle:
+    """What ``save_article`` did with an article (a ``crawler.runtime.Stored``)."""
+
     article_id: int
     story_id: str
     status: ArticleStatus
@@ -43,6 +46,7 @@ class SavedArticle:
 
 
 def content_hash(title: str, text: str) -> str:
+    """The sha256 of the title and text, whitespace and case normalised."""
     normalised = _SPACE.sub(" ", f"{title}\n{text}").strip().lower()
     return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
 
@@ -110,14 +114,22 @@ def save_article(
             "alertable": alertable,
         },
     )
-    article_id = int(result.inserted_primary_key[0])
+    article_id = inserted_id(result)
     _remember_other_urls(conn, article_id, article)
     return SavedArticle(article_id, story_id, "new", similar is None, alertable)
 
 
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The integer primary key of the row a one-row INSERT added."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the INSERT reported no primary key")
+    return int(key[0])
+
+
 def _remember_other_urls(conn: Connection, article_id: int, article: Article) -> None:
     """The link that led here and the URL fetched, when they differ from the canonical URL."""
-    others = set()
+    others: set[str] = set()
     for raw in (article.discovered_url, article.fetched_url):
         if raw:
             url = canonicalize(raw)

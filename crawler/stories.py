@@ -136,7 +136,7 @@ class StoryClusterer:
         candidates: set[str] = set()
         for band, key in zip(self._bands, self._band_keys(values), strict=True):
             candidates.update(band.get(key, ()))
-        candidates.discard(exclude)  # type: ignore[arg-type]
+        candidates.discard(exclude)
         best, best_j = None, MIN_JACCARD
         for url in sorted(candidates):  # sorted: ties go the same way on every run
             j = jaccard(values, self._sig[url])

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from scrapy.http import HtmlResponse, Request, Response
+from support.newssite import ARABIC_PARAGRAPHS, load_seed_articles
 
 from core.located import LocatedErrors
 from crawler.canonical import canonicalize, same_site
@@ -17,7 +18,6 @@ from crawler.sources import load_sources, parse_sources
 from crawler.spiders.base import changed_since, page_problem
 from crawler.storage import save_article
 from crawler.stories import StoryClusterer
-from lookout.newssite import ARABIC_PARAGRAPHS, load_seed_articles
 
 NOW = datetime(2016, 6, 9, 12, 0, tzinfo=UTC)
 

@@ -1,5 +1,6 @@
-"""What every Lookout spider shares: the source it crawls, conditional GET on its index pages,
-new-only discovery, article extraction in the process pool, and failure recording."""
+"""What every Lookout spider shares (``LookoutSpider``): the source it crawls and the crawl
+runtime it reports to, conditional GET on its index pages, new-only discovery, article extraction
+in the process pool, and failure recording; with the page and failure checks they use."""
 
 from __future__ import annotations
 
@@ -7,28 +8,32 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import scrapy
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response, TextResponse
+from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.misc import load_object
+from twisted.internet import error as neterr
 
 from crawler.canonical import canonicalize, same_site
 from crawler.extract import Hints, text_problem
-from crawler.items import Article
-from crawler.pipelines import Cleaned
+from crawler.items import Article, Cleaned
+from crawler.runtime import Standalone
 from crawler.sources import Source, select_sources
 from crawler.state import SourceStats, cached_validators, record_failure, save_validators
 from crawler.storage import known_articles
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import AsyncIterator, Callable, Iterable
 
     from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
-    from crawler.runtime import CrawlRuntime, Standalone
+    from crawler.runtime import CrawlRuntime
+    from crawler.sources import SourceKind
 
 log = logging.getLogger(__name__)
 HTML_TYPES = (b"text/html", b"application/xhtml+xml")
@@ -46,19 +51,40 @@ class Entry:
 
 
 class LookoutSpider(scrapy.Spider):
-    kind = ""
+    """One source's crawl: its index page(s), then the article pages not stored yet.
 
-    def __init__(self, source: str | Source | None = None, runtime: CrawlRuntime | None = None, **kwargs):
+    The runner passes the ``Source`` and the ``CrawlRuntime``; plain ``scrapy crawl KIND -a
+    source=NAME`` passes the name only, and ``from_crawler`` builds the runtime and picks the
+    source from it. Either way both are there once ``from_crawler`` returns."""
+
+    kind: ClassVar[SourceKind]  # the kind of source this spider crawls
+
+    def __init__(
+        self, source: str | Source | None = None, runtime: CrawlRuntime | None = None, **kwargs: object
+    ):
         if source is None:
             raise ValueError(f"usage: scrapy crawl {self.kind} -a source=NAME")
         super().__init__(name=self.name, **kwargs)
-        self._source_arg = source
-        self.runtime = runtime
-        self.source: Source | None = source if isinstance(source, Source) else None
-        self.source_stats: SourceStats = SourceStats(source if isinstance(source, str) else source.name, self.kind)
-        self._validators: dict[str, tuple[str | None, str | None]] = {}
+        self.source_name = source.name if isinstance(source, Source) else source
+        self._source = source if isinstance(source, Source) else None
+        self._runtime = runtime
+        self._owns_runtime = False  # built here for plain `scrapy crawl`: closed with the spider
+        self.source_stats = SourceStats(self.source_name, self.kind)
+        # ETag and Last-Modified of the index pages read in this crawl, by URL: saved at close.
+        self._index_validators: dict[str, tuple[str | None, str | None]] = {}
         self.started_at = time.monotonic()
-        self._owns_runtime = False
+
+    @property
+    def runtime(self) -> CrawlRuntime:
+        if self._runtime is None:
+            raise RuntimeError(f"{type(self).__name__} has no crawl runtime: create it with from_crawler")
+        return self._runtime
+
+    @property
+    def source(self) -> Source:
+        if self._source is None:
+            raise RuntimeError(f"{type(self).__name__} has no source: create it with from_crawler")
+        return self._source
 
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
@@ -67,23 +93,24 @@ class LookoutSpider(scrapy.Spider):
             standalone(settings).apply_settings(settings)
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: object, **kwargs: object) -> LookoutSpider:
+    def from_crawler(cls, crawler: Crawler, *args: object, **kwargs: object) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        if spider.runtime is None:  # plain `scrapy crawl`: build what the runner would have given
-            spider.runtime = standalone(crawler.settings).runtime(crawler.settings)
+        if spider._runtime is None:  # plain `scrapy crawl`: build what the runner would have given
+            spider._runtime = standalone(crawler.settings).runtime(crawler.settings)
             spider._owns_runtime = True
-        if spider.source is None:
-            spider.source = select_sources(spider.runtime.sources, [str(spider._source_arg)])[0]
+        if spider._source is None:
+            spider._source = select_sources(spider.runtime.sources, [spider.source_name])[0]
         if spider.source.kind != cls.kind:
             raise ValueError(f"source {spider.source.name} is a {spider.source.kind} source, not {cls.kind}")
         return spider
 
     # -- index pages ---------------------------------------------------------------------
     async def start(self) -> AsyncIterator[scrapy.Request]:
-        assert self.source is not None
         yield self.index_request(self.source.url)
 
-    def index_request(self, url: str, callback=None) -> scrapy.Request:
+    def index_request(
+        self, url: str, callback: Callable[[Response], Iterable[scrapy.Request]] | None = None
+    ) -> scrapy.Request:
         with self.runtime.store.connect() as conn:
             etag, last_modified = cached_validators(conn, url)
         headers = {}
@@ -114,7 +141,8 @@ class LookoutSpider(scrapy.Spider):
         etag = response.headers.get("ETag")
         modified = response.headers.get("Last-Modified")
         if etag or modified:
-            self._validators[response.request.url] = (
+            url = response.request.url if response.request is not None else response.url
+            self._index_validators[url] = (
                 etag.decode("latin-1") if etag else None,
                 modified.decode("latin-1") if modified else None,
             )
@@ -145,23 +173,18 @@ class LookoutSpider(scrapy.Spider):
 
     # -- articles ------------------------------------------------------------------------
     async def parse_article(self, response: Response, entry: Entry) -> AsyncIterator[Cleaned]:
-        reason = header_problem(response)
-        if reason:
-            self.fail(
-                response.url,
-                reason,
-                f"content-type {response.headers.get('Content-Type', b'').decode('latin-1')}",
-            )
+        problem = header_problem(response)
+        if problem or not isinstance(response, TextResponse):  # not text: header_problem says not-html
+            self.fail(response.url, problem or "not-html", f"content-type {content_type(response)}")
             return
-        assert isinstance(response, TextResponse) and self.source is not None
         self.source_stats.fetched += 1
         # Bytes and the encoding go to the pool: decoding, extraction, signature and rule
         # matching all happen there, never on the reactor thread.
         hints = Hints(self.source.name, entry.title, self.source.lang)
         found = await self.runtime.extractor.extract(response.body, response.encoding, response.url, hints)
         if found.problem:
-            ctype = response.headers.get("Content-Type", b"").decode("latin-1")
-            self.fail(response.url, found.problem, f"content-type {ctype}, encoding {response.encoding}")
+            detail = f"content-type {content_type(response)}, encoding {response.encoding}"
+            self.fail(response.url, found.problem, detail)
             return
         if not found.text:
             self.fail(response.url, "no-text", "trafilatura found no article text")
@@ -193,11 +216,11 @@ class LookoutSpider(scrapy.Spider):
     def index_failed(self, failure: Failure) -> None:
         reason, detail = classify_failure(failure)
         self.source_stats.index_error = f"{reason}: {detail}"[:500]
-        self.fail(_first_url(failure.request), reason, detail)
+        self.fail(_first_url(failure), reason, detail)
 
     def article_failed(self, failure: Failure) -> None:
         reason, detail = classify_failure(failure)
-        self.fail(_first_url(failure.request), reason, detail)
+        self.fail(_first_url(failure), reason, detail)
 
     def fail(self, url: str, reason: str, detail: str | None = None) -> None:
         self.source_stats.failed[reason] += 1
@@ -209,9 +232,9 @@ class LookoutSpider(scrapy.Spider):
         self.source_stats.finish_reason = reason
         # Keep validators only after a clean crawl: a failed article must be retried next time,
         # which needs its index page parsed again rather than answered 304.
-        if not self.source_stats.failures and self._validators:
+        if not self.source_stats.failures and self._index_validators:
             with self.runtime.store.begin() as conn:
-                for url, (etag, modified) in self._validators.items():
+                for url, (etag, modified) in self._index_validators.items():
                     save_validators(conn, url, etag, modified)
         if self._owns_runtime:
             self.runtime.close()
@@ -219,7 +242,11 @@ class LookoutSpider(scrapy.Spider):
 
 def standalone(settings: BaseSettings) -> Standalone:
     """The object the ``LOOKOUT_STANDALONE`` setting names (Scrapy's ``load_object``)."""
-    return load_object(settings["LOOKOUT_STANDALONE"])()
+    path = settings["LOOKOUT_STANDALONE"]
+    made = load_object(path)()
+    if not isinstance(made, Standalone):
+        raise TypeError(f"LOOKOUT_STANDALONE={path} makes a {type(made).__name__}, not a crawler.runtime.Standalone")
+    return made
 
 
 def marker_of(when: datetime | None, raw: str | None = None) -> str | None:
@@ -237,9 +264,13 @@ def changed_since(entry_marker: str | None, stored_marker: str | None) -> bool:
         return entry_marker != stored_marker
 
 
-def _first_url(request: scrapy.Request) -> str:
-    """The URL as discovered, before any redirect."""
-    return (request.meta.get("redirect_urls") or [request.url])[0]
+def _first_url(failure: Failure) -> str:
+    """The failed request's URL as discovered, before any redirect."""
+    request = getattr(failure, "request", None)  # Scrapy sets it on the failures errbacks get
+    if not isinstance(request, scrapy.Request):
+        raise TypeError(f"a failure without its request reached an errback: {failure!r}")
+    urls: list[str] = request.meta.get("redirect_urls") or [request.url]
+    return urls[0]
 
 
 def _published(page: datetime | None, entry: datetime | None) -> datetime | None:
@@ -253,10 +284,14 @@ def _published(page: datetime | None, entry: datetime | None) -> datetime | None
 def page_problem(response: Response) -> str | None:
     """Why a downloaded article page cannot be used, or None."""
     problem = header_problem(response)
-    if problem is None:
-        assert isinstance(response, TextResponse)
+    if problem is None and isinstance(response, TextResponse):  # not text: header_problem says not-html
         problem = text_problem(response.text)
     return problem
+
+
+def content_type(response: Response) -> str:
+    """The response's Content-Type header as sent ("" without one), for failure details."""
+    return (response.headers.get("Content-Type") or b"").decode("latin-1")
 
 
 def header_problem(response: Response) -> str | None:
@@ -274,10 +309,6 @@ def header_problem(response: Response) -> str | None:
 
 def classify_failure(failure: Failure) -> tuple[str, str]:
     """A short reason (http-404, timeout, too-large, robots, redirect-loop, ...) and the detail."""
-    from scrapy.exceptions import IgnoreRequest
-    from scrapy.spidermiddlewares.httperror import HttpError
-    from twisted.internet import error as neterr
-
     exc = failure.value
     detail = f"{type(exc).__name__}: {exc}"[:500]
     if isinstance(exc, HttpError):

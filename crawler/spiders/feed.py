@@ -4,19 +4,22 @@ links and ``xml:base`` resolved; a malformed feed still yields the entries it ho
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import feedparser
 
 from crawler.spiders.base import Entry, LookoutSpider, marker_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
+    from time import struct_time
 
     from scrapy.http import Response
 
 
 class FeedSpider(LookoutSpider):
+    """A feed source: each entry's link (or its alternate link) is an article."""
+
     name = "feed"
     kind = "feed"
 
@@ -38,17 +41,19 @@ class FeedSpider(LookoutSpider):
             yield Entry(link, e.get("title"), published, marker, outlet)
 
 
-def _alternate(entry) -> str | None:
+def _alternate(entry: Mapping[str, Any]) -> str | None:
+    """The entry's first ``rel=alternate`` link (feedparser's entries hold any JSON-like value)."""
     for link in entry.get("links", []):
         if link.get("rel", "alternate") == "alternate" and link.get("href"):
-            return link["href"]
+            return str(link["href"])
     return None
 
 
-def _when(struct) -> datetime | None:
+def _when(struct: struct_time | None) -> datetime | None:
     if not struct:
         return None
     try:
-        return datetime(*struct[:6], tzinfo=UTC)
+        year, month, day, hour, minute, second = struct[:6]
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except (TypeError, ValueError):
         return None

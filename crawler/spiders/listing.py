@@ -14,12 +14,16 @@ if TYPE_CHECKING:
 
 
 class ListingSpider(LookoutSpider):
+    """A listing source: the links its ``follow`` selector picks on the page are articles."""
+
     name = "listing"
     kind = "listing"
 
     def discover(self, response: Response) -> Iterable[Entry]:
-        assert self.source is not None and self.source.follow
-        for sel in response.css(self.source.follow):
+        follow = self.source.follow
+        if not follow:  # the sources file's validation requires it of a listing source
+            raise ValueError(f"listing source {self.source.name} has no 'follow' selector")
+        for sel in response.css(follow):
             href = sel.attrib.get("href") or sel.css("a::attr(href)").get()
             if not href:
                 continue

@@ -8,23 +8,27 @@ import io
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type hints
 
 from crawler.spiders.base import Entry, LookoutSpider, marker_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
+    import scrapy
     from scrapy.http import Response
 
 NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
 
 
 class SitemapSpider(LookoutSpider):
+    """A sitemap source: a news sitemap's URLs are articles; a sitemap index's sitemaps are read
+    in turn, each as an index page of its own (conditional GET included)."""
+
     name = "sitemap"
     kind = "sitemap"
 
-    def parse_index(self, response: Response):
+    def parse_index(self, response: Response) -> Iterator[scrapy.Request]:
         if response.status == 304:
             self.source_stats.not_modified += 1
             return
@@ -40,7 +44,7 @@ class SitemapSpider(LookoutSpider):
             return
         yield from self.follow_entries(response, self.entries(root))
 
-    def entries(self, root) -> Iterable[Entry]:
+    def entries(self, root: etree._Element) -> Iterable[Entry]:
         for url in root.iterfind("{*}url"):
             loc = (url.findtext("{*}loc") or "").strip()
             if not loc:
@@ -58,7 +62,7 @@ class SitemapSpider(LookoutSpider):
             )
 
 
-def _parse_xml(body: bytes, max_size: int):
+def _parse_xml(body: bytes, max_size: int) -> etree._Element | None:
     if body[:2] == b"\x1f\x8b":  # a .xml.gz sitemap served without Content-Encoding
         with gzip.GzipFile(fileobj=io.BytesIO(body)) as f:
             body = f.read(max_size + 1 if max_size else -1)
