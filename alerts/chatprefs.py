@@ -1,9 +1,10 @@
 """A chat's delivery preferences: mute, quiet hours and digest, and when held alerts are released.
 
-Pure logic over a ``chats`` row (or any object with the same attributes): parsing the
-arguments of ``/mute``, ``/quiet`` and ``/digest``, and ``release_time`` which tells the
-dispatcher whether an alert goes out now or is held until a digest. Alerts are never dropped:
-whatever a preference holds back is released later as one digest message. Times are UTC.
+Pure logic over ``ChatPrefs`` (``alerts.subscriptions.Chat.prefs``, or a mapping with the
+``chats`` columns): parsing the arguments of ``/mute``, ``/quiet`` and ``/digest``, and
+``release_time`` which tells the dispatcher whether an alert goes out now or is held until a
+digest. Alerts are never dropped: whatever a preference holds back is released later as one
+digest message. Times are UTC.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from core.durations import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 DigestMode = Literal["off", "hourly", "daily"]
 MAX_MUTE = timedelta(days=365)
@@ -37,19 +41,22 @@ class ChatPrefs:
     digest_at: str | None = None  # "08:00" when digest == "daily"
 
     @classmethod
-    def from_row(cls, row: Any) -> ChatPrefs:
+    def from_row(cls, row: PrefsSource) -> ChatPrefs:
+        """The preferences of a ``chats``-like mapping; None (no chat row) has none."""
         if row is None:
             return cls()
         if isinstance(row, ChatPrefs):
             return row
-        get = row.get if isinstance(row, dict) else (lambda k, d=None: getattr(row, k, d))
         return cls(
-            muted_until=get("muted_until"),
-            quiet_start=get("quiet_start"),
-            quiet_end=get("quiet_end"),
-            digest=get("digest") or "off",
-            digest_at=get("digest_at"),
+            muted_until=row.get("muted_until"),
+            quiet_start=row.get("quiet_start"),
+            quiet_end=row.get("quiet_end"),
+            digest=row.get("digest") or "off",
+            digest_at=row.get("digest_at"),
         )
+
+
+PrefsSource: TypeAlias = "ChatPrefs | Mapping[str, Any] | None"
 
 
 def parse_hhmm(text: str) -> time:
@@ -131,13 +138,13 @@ def _next_hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 
 
-def release_time(chat_row: Any, now: datetime) -> datetime | None:
+def release_time(chat: PrefsSource, now: datetime) -> datetime | None:
     """None: send now. Otherwise when alerts held for this chat are released as one digest.
 
     Digest period first (next full hour / next daily time), then mute and quiet hours push
     that later if it falls inside them; the quiet hours end wins over a digest time inside them.
     """
-    prefs = ChatPrefs.from_row(chat_row)
+    prefs = ChatPrefs.from_row(chat)
     at = now
     if prefs.digest == "hourly":
         at = _next_hour(now)
@@ -155,9 +162,9 @@ def release_time(chat_row: Any, now: datetime) -> datetime | None:
     return None if at <= now else at
 
 
-def describe(chat_row: Any, now: datetime) -> list[str]:
+def describe(chat: PrefsSource, now: datetime) -> list[str]:
     """Plain-text lines describing the chat's preferences (for /help, /list)."""
-    prefs = ChatPrefs.from_row(chat_row)
+    prefs = ChatPrefs.from_row(chat)
     lines = []
     if prefs.muted_until and prefs.muted_until > now:
         left = format_duration(timedelta(seconds=int((prefs.muted_until - now).total_seconds())))

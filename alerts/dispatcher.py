@@ -26,10 +26,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from alerts import outbox as ob
+from alerts.chatprefs import in_quiet_hours, release_time
 from alerts.format import AlertView, primary_place, render_alert, render_digest, to_terminal
+from alerts.keys import SubscriptionKind, parse_alert_key
+from alerts.outbox import OutboxRow, OutboxState
 from alerts.ratelimit import RateLimiter
+from alerts.subscriptions import Chat, chats_by_id, move_chat, pause_chat
 from alerts.telegram import (
     BadMarkup,
+    Button,
     ChatGone,
     ChatMoved,
     DeliveryError,
@@ -40,13 +45,15 @@ from alerts.telegram import (
     Transient,
     alert_buttons,
 )
-from core.store import Store, articles, chats, matches, outbox, utcnow
+from core.store import Store, articles, matches, utcnow
+from rules.geo import describe_position
 from rules.types import Match
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from alerts.config import TelegramConfig
+    from rules.model import Ruleset
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +89,7 @@ class Dispatcher:
         backoff_base: float = 2.0,
         backoff_cap: float = 900.0,
         rng: Callable[[], float] = random.random,
-        ruleset: Any = None,
+        ruleset: Ruleset | None = None,  # for "9 km E of Azaz" place lines (alerts go out without)
         max_concurrency: int = 64,
         batch: int = 5000,
     ):
@@ -113,13 +120,11 @@ class Dispatcher:
                 self._recovered = True
             rows = ob.due_rows(conn, now, self.batch)
             edits = ob.edits_due(conn)
-            chat_ids = sorted({r.chat_id for r in rows})
-            chat_rows = {c.chat_id: c for c in conn.execute(select(chats).where(chats.c.chat_id.in_(chat_ids)))}
-        by_chat: dict[str, list[Any]] = defaultdict(list)
+            chats_due = chats_by_id(conn, (r.chat_id for r in rows))
+        by_chat: dict[str, list[OutboxRow]] = defaultdict(list)
         for row in rows:
             by_chat[row.chat_id].append(row)
-        work = [self._serve_chat(chat_id, chat_rows.get(chat_id), chat_list, summary)
-                for chat_id, chat_list in by_chat.items()]
+        work = [self._serve_chat(chat_id, chats_due.get(chat_id), due, summary) for chat_id, due in by_chat.items()]
         work += [self._edit(row, summary) for row in edits]
         results = await asyncio.gather(*work, return_exceptions=True)
         for result in results:
@@ -143,7 +148,7 @@ class Dispatcher:
                 break
             await asyncio.sleep(min(max(wait, 0.02), max_wait))
         with self.store.connect() as conn:
-            total.waiting = ob.counts(conn).get("pending", 0)
+            total.waiting = ob.counts(conn).get(OutboxState.PENDING, 0)
         return total
 
     def wake(self) -> None:
@@ -172,14 +177,16 @@ class Dispatcher:
                 return
             except Exception as exc:  # a store hiccup must not end delivery
                 log.error("dispatcher pass failed: %s: %s", type(exc).__name__, exc)
-            await _first_of(stop, self._wake, timeout=wait)
+            await _first_of(stop, self._wake, within=wait)
 
     # -- one chat ---------------------------------------------------------------------------------
-    async def _serve_chat(self, chat_id: str, chat: Any, rows: list[Any], summary: DispatchSummary) -> None:
+    async def _serve_chat(
+        self, chat_id: str, chat: Chat | None, rows: list[OutboxRow], summary: DispatchSummary,
+    ) -> None:
         now = self.clock()
         if chat is not None and chat.paused:
             with self.store.begin() as conn:
-                summary.cancelled += ob.cancel_chat(conn, chat_id, chat.paused_reason or "chat paused", now)
+                summary.cancelled += pause_chat(conn, chat_id, chat.paused_reason or "chat paused", now)
             return
         released = any(r.held for r in rows)
         hold_until = _release_time(chat, now)
@@ -194,11 +201,11 @@ class Dispatcher:
                 if not await self._deliver(chat_id, chat, unit, summary):
                     break  # keep the chat's order: the rest waits for the next pass
 
-    def _digest_units(self, rows: list[Any]) -> list[list[Any]]:
-        """Rows grouped so each group renders as one digest message (≤ 4096)."""
+    def _digest_units(self, rows: list[OutboxRow]) -> list[list[OutboxRow]]:
+        """Rows grouped so each group renders as one digest message (within Telegram's limit)."""
         views = self._views(rows)
-        units: list[list[Any]] = []
-        current: list[Any] = []
+        units: list[list[OutboxRow]] = []
+        current: list[OutboxRow] = []
         current_views: list[AlertView] = []
         for row in rows:
             trial = [*current_views, views[row.id]]
@@ -211,7 +218,9 @@ class Dispatcher:
             units.append(current)
         return units
 
-    async def _deliver(self, chat_id: str, chat: Any, unit: list[Any], summary: DispatchSummary) -> bool:
+    async def _deliver(
+        self, chat_id: str, chat: Chat | None, unit: list[OutboxRow], summary: DispatchSummary,
+    ) -> bool:
         """Send one message for ``unit`` (one alert, or a digest). False: stop this chat's pass."""
         # The ledger: committed before Telegram hears anything (and before the rate-limit wait,
         # so the HTTP call follows its slot closely). Store work runs off the event loop: a slow
@@ -220,12 +229,12 @@ class Dispatcher:
         if claimed is None:
             return True  # another dispatcher took them
         fresh, views = claimed
+        buttons: tuple[Button, ...] = ()
         if len(fresh) == 1:
             html = render_alert(views[fresh[0].id])
-            buttons = alert_buttons(fresh[0].rule_id)
+            buttons = alert_buttons(fresh[0].alert_key)
         else:
             html = render_digest([views[r.id] for r in fresh])[0]
-            buttons = ()
         ids = [r.id for r in fresh]
         note = None
         await self.limiter.acquire(chat_id)
@@ -249,18 +258,20 @@ class Dispatcher:
             await self._pin(chat_id, views[fresh[0].id])
         return True
 
-    def _claim(self, ids: list[int]) -> tuple[list[Any], dict[int, AlertView]] | None:
+    def _claim(self, ids: list[int]) -> tuple[list[OutboxRow], dict[int, AlertView]] | None:
         with self.store.begin() as conn:
             if ob.mark_sending(conn, ids, self.clock()) == 0:
                 return None
-            fresh = [r for r in ob.load_rows(conn, ids) if r.state == "sending"]
+            fresh = [r for r in ob.load_rows(conn, ids) if r.state is OutboxState.SENDING]
         return fresh, self._views(fresh)
 
     def _mark_sent(self, ids: list[int], message_id: int, note: str | None) -> None:
         with self.store.begin() as conn:
             ob.mark_sent(conn, ids, message_id, self.clock(), note)
 
-    def _failed_send(self, chat_id: str, rows: Sequence[Any], exc: DeliveryError, summary: DispatchSummary) -> bool:
+    def _failed_send(
+        self, chat_id: str, rows: Sequence[OutboxRow], exc: DeliveryError, summary: DispatchSummary,
+    ) -> bool:
         """Record a refused send (runs in a worker thread); False: stop this chat's pass."""
         ids = [r.id for r in rows]
         now = self.clock()
@@ -272,15 +283,13 @@ class Dispatcher:
                 log.warning("chat %s: flood wait %.0f s (%s)", chat_id, exc.retry_after, exc.reason)
                 return False
             if isinstance(exc, ChatMoved):
-                from alerts.subscriptions import move_chat
-
                 n = move_chat(conn, chat_id, exc.new_chat_id, now)
                 summary.moved += n
                 log.warning("chat %s became supergroup %s: %d alert(s) and its subscriptions moved",
                             chat_id, exc.new_chat_id, n)
                 return False
             if isinstance(exc, ChatGone):
-                n = ob.cancel_chat(conn, chat_id, exc.reason, now)
+                n = pause_chat(conn, chat_id, exc.reason, now)
                 summary.cancelled += n
                 log.warning("chat %s paused, %d alert(s) cancelled: %s", chat_id, n, exc.reason)
                 return False
@@ -318,27 +327,26 @@ class Dispatcher:
             log.warning("chat %s: map pin not sent: %s", chat_id, exc.reason)
 
     # -- "Also: <outlet>" edits -------------------------------------------------------------------
-    async def _edit(self, row: Any, summary: DispatchSummary) -> None:
+    async def _edit(self, row: OutboxRow, summary: DispatchSummary) -> None:
+        assert row.message_id is not None  # ob.edits_due: sent rows only
+        message_id = row.message_id
         with self.store.connect() as conn:
-            same = list(conn.execute(
-                select(outbox).where(outbox.c.chat_id == row.chat_id, outbox.c.message_id == row.message_id,
-                                     outbox.c.state == "sent").order_by(outbox.c.id)
-            ))
-        same = same or [row]
+            same = ob.in_message(conn, row.chat_id, message_id) or [row]
         views = self._views(same)
+        buttons: tuple[Button, ...] = ()
         if len(same) == 1:
-            html, buttons = render_alert(views[row.id]), alert_buttons(row.rule_id)
+            html, buttons = render_alert(views[row.id]), alert_buttons(row.alert_key)
         else:
             rendered = render_digest([views[r.id] for r in same])
             if len(rendered) > 1:
                 with self.store.begin() as conn:
                     ob.clear_edit(conn, row.id, self.clock(), "also-edit skipped: digest would not fit")
                 return
-            html, buttons = rendered[0], ()
+            html = rendered[0]
         await self.limiter.acquire(row.chat_id)
         note: str | None = None
         try:
-            await self.sender.edit_message(row.chat_id, int(row.message_id), html, buttons)
+            await self.sender.edit_message(row.chat_id, message_id, html, buttons)
             summary.edited += 1
         except NotModified:
             pass
@@ -346,11 +354,11 @@ class Dispatcher:
             self.limiter.block(row.chat_id, exc.retry_after)
             return  # stays flagged: next pass
         except Transient as exc:
-            log.info("chat %s: edit of message %s postponed: %s", row.chat_id, row.message_id, exc.reason)
+            log.info("chat %s: edit of message %s postponed: %s", row.chat_id, message_id, exc.reason)
             return
         except ChatGone as exc:
             with self.store.begin() as conn:
-                summary.cancelled += ob.cancel_chat(conn, row.chat_id, exc.reason, self.clock())
+                summary.cancelled += pause_chat(conn, row.chat_id, exc.reason, self.clock())
             note = f"edit not possible: {exc.reason}"
         except DeliveryError as exc:
             note = f"edit not possible: {exc.reason}"
@@ -359,7 +367,7 @@ class Dispatcher:
                 ob.clear_edit(conn, r.id, self.clock(), note)
 
     # -- what an alert shows ----------------------------------------------------------------------
-    def _views(self, rows: Sequence[Any]) -> dict[int, AlertView]:
+    def _views(self, rows: Sequence[OutboxRow]) -> dict[int, AlertView]:
         article_ids = {r.article_id for r in rows}
         match_ids = {r.match_id for r in rows if r.match_id is not None}
         with self.store.connect() as conn:
@@ -371,8 +379,9 @@ class Dispatcher:
             art = arts.get(r.article_id)
             raw = evid.get(r.match_id) if r.match_id is not None else r.evidence
             match = _load_match(raw)
-            is_rule = ":" not in r.rule_id
-            label = r.label or (None if is_rule else r.rule_id.partition(":")[2])
+            kind, target = parse_alert_key(r.alert_key)
+            is_rule = kind is SubscriptionKind.RULE
+            label = r.label or (None if is_rule else target)
             views[r.id] = AlertView(
                 title=art.title if art else "",
                 url=art.url if art else "",
@@ -384,7 +393,7 @@ class Dispatcher:
                 label=None if is_rule else label,
                 match=match,
                 text=art.text if (art and match is None) else "",
-                also=tuple(r.also or ()),
+                also=r.also,
                 place_line=self._place_line(match),
             )
         return views
@@ -394,17 +403,13 @@ class Dispatcher:
         if place is None or self.ruleset is None:
             return None  # the formatter computes one from the match's own places
         try:
-            from rules.geo import describe_position
-        except ImportError:
-            return None
-        try:
             where = describe_position(place, self.ruleset)
         except Exception:  # a rules-side problem must not stop an alert
             return None
         return f"{place.name} — {where}" if where else place.name
 
 
-def _load_match(raw: Any) -> Match | None:
+def _load_match(raw: dict[str, Any] | str | None) -> Match | None:
     if not raw:
         return None
     try:
@@ -413,39 +418,29 @@ def _load_match(raw: Any) -> Match | None:
         return None
 
 
-def _release_time(chat: Any, now: datetime) -> datetime | None:
-    if chat is None:
-        return None
-    try:
-        from alerts.chatprefs import release_time
-    except ImportError:
-        return None
-    return release_time(chat, now)
+def _release_time(chat: Chat | None, now: datetime) -> datetime | None:
+    return release_time(chat.prefs, now) if chat is not None else None
 
 
-def _silenced(chat: Any, now: datetime) -> bool:
+def _silenced(chat: Chat | None, now: datetime) -> bool:
     """Muted or in quiet hours right now: even a digest that is due waits (a dispatcher that was
     down when the quiet hours ended must not release it in the next night's quiet hours)."""
-    from alerts.chatprefs import ChatPrefs, in_quiet_hours
-
+    if chat is None:
+        return False
     if chat.muted_until and chat.muted_until > now:
         return True
-    return in_quiet_hours(ChatPrefs.from_row(chat), now)
+    return in_quiet_hours(chat.prefs, now)
 
 
-async def _send_plain(sender: Sender, chat_id: str, html: str, buttons: Sequence[Any]) -> int:
-    text = to_terminal(html, show_links=True)
-    send_plain = getattr(sender, "send_plain", None)
-    if send_plain is not None:
-        return await send_plain(chat_id, text, buttons)
-    raise BadMarkup("sender cannot send plain text")
+async def _send_plain(sender: Sender, chat_id: str, html: str, buttons: Sequence[Button]) -> int:
+    return await sender.send_plain(chat_id, to_terminal(html, show_links=True), buttons)
 
 
-async def _first_of(*events: asyncio.Event, timeout: float) -> None:
-    """Return when any event is set, or after ``timeout`` seconds."""
+async def _first_of(*events: asyncio.Event, within: float) -> None:
+    """Return when any event is set, or after ``within`` seconds."""
     waiters = [asyncio.create_task(e.wait()) for e in events]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waiters:
             w.cancel()

@@ -1,9 +1,12 @@
-"""Alert rendering: one alert (or a digest of several) as Telegram HTML, and the plain text a
-Telegram user sees (``to_terminal``), used by the demo and as the fallback when HTML is refused.
+"""Telegram HTML for alerts and bot replies: one alert (or a digest of several), the plain text a
+Telegram user sees (``to_terminal``, used by the demo and as the fallback when HTML is refused),
+and the limits and helpers every message shares.
 
-Everything scraped is ``html.escape``d here and nowhere else; every message fits Telegram's 4096
-characters, counted as Telegram counts them (UTF-16 code units of the text after entity parsing).
-Pure functions: no store, no network.
+``esc`` is the one HTML escape of the alerts package: everything scraped, typed by a user or read
+from the rule files goes through it. ``TELEGRAM_TEXT_LIMIT`` is Telegram's 4096 characters,
+counted as Telegram counts them (UTF-16 code units of the text after entity parsing): every alert
+fits it. Bot replies are clipped to ``REPLY_BUDGET`` (``clip_reply``). Pure functions: no store,
+no network.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rules.geo import bearing_deg, compass, haversine_km
+from rules.types import Severity
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -21,12 +25,13 @@ if TYPE_CHECKING:
 
     from rules.types import Match, PlaceRef
 
-MAX_MESSAGE = 4096
+TELEGRAM_TEXT_LIMIT = 4096  # characters in one message, as Telegram counts them
+REPLY_BUDGET = TELEGRAM_TEXT_LIMIT - 96  # a bot reply's HTML: under the limit, with room for a closing line
 MAX_TITLE = 300
 MAX_NAME = 120
 MAX_ALSO = 12
-SEVERITY_ICONS = {"high": "🔴 HIGH", "medium": "🟠 MEDIUM", "low": "🟡 LOW"}
-SEVERITY_DOTS = {"high": "🔴", "medium": "🟠", "low": "🟡"}
+SEVERITY_ICONS = {Severity.HIGH: "🔴 HIGH", Severity.MEDIUM: "🟠 MEDIUM", Severity.LOW: "🟡 LOW"}
+SEVERITY_DOTS = {Severity.HIGH: "🔴", Severity.MEDIUM: "🟠", Severity.LOW: "🟡"}
 SNIPPET_AROUND = 160  # characters either side of a mention when there is no rule snippet
 
 
@@ -40,7 +45,7 @@ class AlertView:
     published: datetime | None = None
     language: str | None = None
     rule_title: str | None = None  # a rule alert ...
-    severity: str | None = None
+    severity: str | None = None  # "high", ...: a ``Severity`` value
     label: str | None = None  # ... or a place/group/near subscription: "Azaz"
     match: Match | None = None
     text: str = ""  # article body, for a snippet when there is no match
@@ -126,33 +131,66 @@ def to_terminal(message_html: str, *, ansi: bool = False, show_links: bool = Fal
     return html.unescape(_TAGS.sub("", text))
 
 
-# -- pieces ---------------------------------------------------------------------------------------
+# -- escaping and clipping -----------------------------------------------------------------------
 
-def _esc(text: str | None, limit: int = MAX_NAME) -> str:
+def esc(text: str) -> str:
+    """``text`` safe in Telegram HTML, as text or inside a quoted attribute."""
+    return html.escape(text, quote=True)
+
+
+def _shown(text: str | None, limit: int = MAX_NAME) -> str:
+    """Scraped or rule-file text on one line, shortened to ``limit`` characters, escaped."""
     clean = " ".join((text or "").split())
     if len(clean) > limit:
         clean = clean[: limit - 1].rstrip() + "…"
-    return html.escape(clean, quote=True)
+    return esc(clean)
+
+
+def clip_reply(message_html: str, limit: int = REPLY_BUDGET) -> str:
+    """``message_html`` within ``limit`` characters, cut at a line end (each line's tags are
+    balanced) so no tag or entity is split; one over-long line goes out as its visible text, cut
+    and escaped again."""
+    if len(message_html) <= limit:
+        return message_html
+    head = message_html[: limit - 2]
+    if "\n" in head:
+        return head.rsplit("\n", 1)[0] + "\n…"
+    out, size = [], 0
+    for ch in html.unescape(_TAGS.sub("", message_html)):
+        piece = esc(ch)
+        if size + len(piece) > limit - 1:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out) + "…"
+
+
+# -- pieces ---------------------------------------------------------------------------------------
 
 
 def _date(value: datetime | None) -> str | None:
     return f"{value.day} {value:%b %Y}" if value else None
 
 
+def _severity(view: AlertView) -> Severity | None:
+    raw = (view.severity or (view.match.severity if view.match else "") or "").lower()
+    return Severity(raw) if raw in SEVERITY_ICONS else None
+
+
 def _heading(view: AlertView) -> str:
     if view.rule_title or (view.match and not view.label):
-        sev = (view.severity or (view.match.severity if view.match else "") or "").lower()
-        icon = SEVERITY_ICONS.get(sev, "🔵 ALERT")
+        severity = _severity(view)
+        icon = SEVERITY_ICONS[severity] if severity else "🔵 ALERT"
         title = view.rule_title or (view.match.title if view.match else "")
-        return f"{icon} · {_esc(title)}"
-    return f"📍 New mention · {_esc(view.label or '?')}"
+        return f"{icon} · {_shown(title)}"
+    return f"📍 New mention · {_shown(view.label or '?')}"
 
 
 def _footer(view: AlertView) -> str:
-    parts = [_esc(view.outlet)] if view.outlet else []
+    parts = [_shown(view.outlet)] if view.outlet else []
     if (d := _date(view.published)) is not None:
         parts.append(d)
-    parts.append(f'<a href="{html.escape(view.url, quote=True)}">Read</a>')
+    parts.append(f'<a href="{esc(view.url)}">Read</a>')
     return " · ".join(parts)
 
 
@@ -163,7 +201,7 @@ def also_line(outlets: Sequence[str]) -> str | None:
             names.append(o)
     if not names:
         return None
-    shown = ", ".join(_esc(o, 60) for o in names[:MAX_ALSO])
+    shown = ", ".join(_shown(o, 60) for o in names[:MAX_ALSO])
     more = f" and {len(names) - MAX_ALSO} more" if len(names) > MAX_ALSO else ""
     return f"Also: {shown}{more}"
 
@@ -203,58 +241,60 @@ def render_snippet(snippet: str, marks: Sequence[tuple[int, int]], budget: int) 
             a = pos
         if a >= b:
             continue
-        out.append(html.escape(snippet[pos:a], quote=True))
-        out.append(f"<b>{html.escape(snippet[a:b], quote=True)}</b>")
+        out.append(esc(snippet[pos:a]))
+        out.append(f"<b>{esc(snippet[a:b])}</b>")
         pos = b
-    out.append(html.escape(snippet[pos:], quote=True))
+    out.append(esc(snippet[pos:]))
     return "".join(out)
 
 
 # -- messages -------------------------------------------------------------------------------------
 
 def render_alert(view: AlertView) -> str:
-    """One alert, Telegram HTML, at most 4096 characters as Telegram counts them."""
-    title = f"<b>{_esc(view.title, MAX_TITLE)}</b>" if view.title.strip() else ""
+    """One alert, Telegram HTML, within ``TELEGRAM_TEXT_LIMIT`` as Telegram counts it."""
+    title = f"<b>{_shown(view.title, MAX_TITLE)}</b>" if view.title.strip() else ""
     place = _place_line(view)
     lines_before = [_heading(view), title]
     lines_after = [_footer(view)]
     if place:
-        lines_after.append(f"📍 {_esc(place, 200)}")
+        lines_after.append(f"📍 {_shown(place, 200)}")
     if (also := also_line(view.also)) is not None:
         lines_after.append(also)
     snippet, marks = _snippet_source(view)
     frame = "\n".join([*(x for x in lines_before if x), "", *lines_after])
-    budget = MAX_MESSAGE - visible_length(frame) - 1
+    budget = TELEGRAM_TEXT_LIMIT - visible_length(frame) - 1
     body = render_snippet(snippet, marks, budget) if snippet else ""
     message = "\n".join(x for x in [*lines_before, body, *lines_after] if x)
-    assert visible_length(message) <= MAX_MESSAGE
+    assert visible_length(message) <= TELEGRAM_TEXT_LIMIT
     return message
 
 
 def _digest_entry(view: AlertView) -> str:
-    sev = (view.severity or (view.match.severity if view.match else "") or "").lower()
-    dot = SEVERITY_DOTS.get(sev, "📍")
+    severity = _severity(view)
+    dot = SEVERITY_DOTS[severity] if severity else "📍"
     what = view.rule_title or (view.match.title if view.match else None) or view.label or ""
-    source = " · ".join(x for x in [_esc(view.outlet) if view.outlet else "", _date(view.published) or ""] if x)
-    link = f'<a href="{html.escape(view.url, quote=True)}">Read</a>'
-    lines = [f"{dot} <b>{_esc(view.title, MAX_TITLE)}</b>", f"{_esc(what)} · {source + ' · ' if source else ''}{link}"]
+    source = " · ".join(x for x in [_shown(view.outlet) if view.outlet else "", _date(view.published) or ""] if x)
+    link = f'<a href="{esc(view.url)}">Read</a>'
+    lines = [f"{dot} <b>{_shown(view.title, MAX_TITLE)}</b>",
+             f"{_shown(what)} · {source + ' · ' if source else ''}{link}"]
     if (also := also_line(view.also)) is not None:
         lines.append(also)
     return "\n".join(lines)
 
 
 def render_digest(views: Sequence[AlertView], *, heading: str | None = None) -> list[str]:
-    """Several alerts as few messages as possible, each ≤ 4096; every alert appears once."""
+    """Several alerts as few messages as possible, each within ``TELEGRAM_TEXT_LIMIT``; every
+    alert appears once."""
     if not views:
         return []
     head = heading or f"🗞 Digest · {len(views)} alert{'s' if len(views) != 1 else ''}"
-    head_html = f"<b>{_esc(head)}</b>"
+    head_html = f"<b>{_shown(head)}</b>"
     messages: list[str] = []
     current = head_html
     for view in views:
         entry = _digest_entry(view)
         candidate = f"{current}\n\n{entry}"
-        if visible_length(candidate) <= MAX_MESSAGE:
+        if visible_length(candidate) <= TELEGRAM_TEXT_LIMIT:
             current = candidate
             continue
         messages.append(current)

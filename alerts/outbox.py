@@ -1,14 +1,14 @@
-"""The outbox: alerts waiting for delivery, one row per chat × story × rule, and every query the
-dispatcher and the CLI run on it.
+"""The outbox: alerts waiting for delivery, one row per chat × story × alert key, and every query
+the dispatcher and the CLI run on it.
 
 ``enqueue`` runs inside the caller's transaction (the one that stores the article and its
 matches), so a match never exists without its alert rows. A chat gets one alert per story: a
 syndicated copy (same story, another outlet) adds "Also: <outlet>" to the chat's first alert
 (edited in place when it was already sent) instead of a new message.
 
-States: pending → sending → sent, or back to pending (retry), failed (gave up), cancelled (the
-chat blocked us or is gone). The row in "sending" is committed before the Bot API call: it is the
-delivery ledger that a restart retries.
+States (``OutboxState``): pending → sending → sent, or back to pending (retry), failed (gave
+up), cancelled (the chat blocked us or is gone). The row in "sending" is committed before the Bot
+API call: it is the delivery ledger that a restart retries.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 
+from alerts.keys import SubscriptionKind, parse_alert_key
 from core.store import articles, chats, insert_ignore, outbox
 from rules.types import Severity
 
@@ -26,10 +27,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from datetime import datetime
 
-    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine import Connection, Row
 
     from rules.types import Match
-
 
 
 class OutboxState(StrEnum):
@@ -42,14 +42,45 @@ class OutboxState(StrEnum):
     CANCELLED = "cancelled"  # its chat blocked the bot or was deleted
 
 
+UNDELIVERED = (OutboxState.PENDING, OutboxState.SENDING)  # what a chat still has coming
+
+
 @dataclass(frozen=True)
 class Recipient:
     """One chat that should hear about an article, and why."""
 
     chat_id: str
-    rule_key: str  # a rule id, or "place:<id>" / "group:<id>" / "near:<id>"
+    alert_key: str  # alerts.keys: a rule id, or "place:<id>" / "group:<id>" / "near:<id>"
     match: Match | None = None
     label: str | None = None  # what a subscription heading shows ("Azaz")
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One alert as the dispatcher works on it: an ``outbox`` row."""
+
+    id: int
+    chat_id: str
+    story_id: str
+    alert_key: str
+    article_id: int
+    match_id: int | None  # the ``matches`` row with the evidence, else ``evidence`` holds it
+    evidence: dict[str, Any] | None  # rules.types.Match as JSON
+    state: OutboxState
+    attempts: int
+    held: bool  # waited on mute/quiet hours/digest: goes out in a digest
+    label: str | None
+    also: tuple[str, ...]  # other outlets that ran the same story
+    message_id: int | None  # Telegram's, once sent
+
+    @classmethod
+    def from_row(cls, row: Row) -> OutboxRow:
+        return cls(
+            id=row.id, chat_id=row.chat_id, story_id=row.story_id, alert_key=row.alert_key,
+            article_id=row.article_id, match_id=row.match_id, evidence=row.evidence,
+            state=OutboxState(row.state), attempts=row.attempts, held=bool(row.held), label=row.label,
+            also=tuple(row.also or ()), message_id=row.message_id,
+        )
 
 
 @dataclass
@@ -59,10 +90,18 @@ class EnqueueResult:
     row_ids: list[int] = field(default_factory=list)
 
 
+def match_rank(match: Match | None) -> tuple[int, int]:
+    """How telling a reason to alert is: a rule match beats a plain mention, a higher severity a
+    lower one."""
+    if match is None:
+        return (0, 0)
+    return (1, Severity(match.severity.lower()).rank)
+
+
 def _rank(r: Recipient) -> tuple[int, int]:
-    # A rule match beats a plain mention; a higher severity beats a lower one.
-    if r.match is not None and ":" not in r.rule_key:
-        return (1, Severity(r.match.severity.lower()).rank)
+    # Only a rule's own key ranks by its match: a near subscription's match ranks as a mention.
+    if parse_alert_key(r.alert_key)[0] is SubscriptionKind.RULE:
+        return match_rank(r.match)
     return (0, 0)
 
 
@@ -99,16 +138,16 @@ def enqueue(
             .limit(1)
         ).first()
         if existing is not None:
-            if existing.article_id != article_id and _add_also(conn, existing, article_id, outlet, now):
+            if existing.article_id != article_id and _add_also(conn, existing, outlet, now):
                 result.also_updates += 1
             continue
-        match_id = match_ids.get(r.match.rule_id if r.match else r.rule_key)
+        match_id = match_ids.get(r.match.rule_id if r.match else r.alert_key)
         evidence = None
         if r.match is not None and match_id is None:
             evidence = r.match.to_dict()
         inserted = insert_ignore(conn, outbox, {
-            "chat_id": chat, "story_id": story_id, "rule_id": r.rule_key, "article_id": article_id,
-            "match_id": match_id, "state": "pending", "attempts": 0, "created_at": now,
+            "chat_id": chat, "story_id": story_id, "alert_key": r.alert_key, "article_id": article_id,
+            "match_id": match_id, "state": OutboxState.PENDING, "attempts": 0, "created_at": now,
             "updated_at": now, "next_attempt_at": now, "first_seen_at": first_seen, "also": [],
             "needs_edit": False, "held": False, "label": r.label, "evidence": evidence,
         })
@@ -116,28 +155,28 @@ def enqueue(
             result.new_rows += 1
             result.row_ids.append(conn.execute(
                 select(outbox.c.id).where(outbox.c.chat_id == chat, outbox.c.story_id == story_id,
-                                          outbox.c.rule_id == r.rule_key)
+                                          outbox.c.alert_key == r.alert_key)
             ).scalar_one())
     return result
 
 
-def _add_also(conn: Connection, row: Any, article_id: int, outlet: str | None, now: datetime) -> bool:
+def _add_also(conn: Connection, existing: Row, outlet: str | None, now: datetime) -> bool:
     if not outlet:
         return False
     first_outlet = conn.execute(
-        select(articles.c.outlet, articles.c.source).where(articles.c.id == row.article_id)
+        select(articles.c.outlet, articles.c.source).where(articles.c.id == existing.article_id)
     ).first()
     if first_outlet is not None and outlet in (first_outlet.outlet, first_outlet.source):
         return False
-    also = list(row.also or [])
+    also = list(existing.also or [])
     if outlet in also:
         return False
     also.append(outlet)
     values: dict[str, Any] = {"also": also, "updated_at": now}
     # Sent (or in flight): the message on screen lacks it, so edit. Pending: the first send shows it.
-    if row.state in ("sent", "sending"):
+    if existing.state in (OutboxState.SENT, OutboxState.SENDING):
         values["needs_edit"] = True
-    conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
+    conn.execute(update(outbox).where(outbox.c.id == existing.id).values(**values))
     return True
 
 
@@ -146,42 +185,36 @@ def _add_also(conn: Connection, row: Any, article_id: int, outlet: str | None, n
 def recover_in_flight(conn: Connection, now: datetime) -> int:
     """Rows left in "sending" by a crash: Telegram may or may not have them; send again."""
     result = conn.execute(
-        update(outbox).where(outbox.c.state == "sending")
-        .values(state="pending", next_attempt_at=now, updated_at=now,
+        update(outbox).where(outbox.c.state == OutboxState.SENDING)
+        .values(state=OutboxState.PENDING, next_attempt_at=now, updated_at=now,
                 last_error="retried after an interrupted send (may duplicate once)")
     )
     return result.rowcount or 0
 
 
-def due_rows(conn: Connection, now: datetime, limit: int = 5000) -> list[Any]:
-    """Pending rows whose time has come, oldest first, with their chat's settings."""
+def due_rows(conn: Connection, now: datetime, limit: int = 5000) -> list[OutboxRow]:
+    """Pending rows whose time has come, oldest first."""
     stmt = (
-        select(outbox, chats.c.kind.label("chat_kind"), chats.c.paused.label("chat_paused"),
-               chats.c.pins.label("chat_pins"))
-        .select_from(outbox.outerjoin(chats, chats.c.chat_id == outbox.c.chat_id))
-        .where(outbox.c.state == "pending",
+        select(outbox)
+        .where(outbox.c.state == OutboxState.PENDING,
                or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
         .order_by(outbox.c.id)
         .limit(limit)
     )
-    return list(conn.execute(stmt))
+    return [OutboxRow.from_row(r) for r in conn.execute(stmt)]
 
 
 def next_due(conn: Connection) -> datetime | None:
     return conn.execute(
-        select(func.min(outbox.c.next_attempt_at)).where(outbox.c.state == "pending")
+        select(func.min(outbox.c.next_attempt_at)).where(outbox.c.state == OutboxState.PENDING)
     ).scalar()
-
-
-def chat_row(conn: Connection, chat_id: str) -> Any:
-    return conn.execute(select(chats).where(chats.c.chat_id == chat_id)).first()
 
 
 def mark_sending(conn: Connection, ids: Sequence[int], now: datetime) -> int:
     """Claim pending rows for a send; returns how many were still pending (claimed)."""
     result = conn.execute(
-        update(outbox).where(outbox.c.id.in_(list(ids)), outbox.c.state == "pending")
-        .values(state="sending", attempts=outbox.c.attempts + 1, updated_at=now)
+        update(outbox).where(outbox.c.id.in_(list(ids)), outbox.c.state == OutboxState.PENDING)
+        .values(state=OutboxState.SENDING, attempts=outbox.c.attempts + 1, updated_at=now)
     )
     return result.rowcount or 0
 
@@ -190,14 +223,14 @@ def mark_sent(conn: Connection, ids: Sequence[int], message_id: int | None, now:
               note: str | None = None) -> None:
     conn.execute(
         update(outbox).where(outbox.c.id.in_(list(ids)))
-        .values(state="sent", message_id=message_id, sent_at=now, updated_at=now, last_error=note,
+        .values(state=OutboxState.SENT, message_id=message_id, sent_at=now, updated_at=now, last_error=note,
                 next_attempt_at=None, held=False)
     )
 
 
 def mark_retry(conn: Connection, ids: Sequence[int], next_at: datetime, error: str, now: datetime,
                *, count_attempt: bool = True) -> None:
-    values: dict[str, Any] = {"state": "pending", "next_attempt_at": next_at, "last_error": error,
+    values: dict[str, Any] = {"state": OutboxState.PENDING, "next_attempt_at": next_at, "last_error": error,
                               "updated_at": now}
     if not count_attempt:  # a flood wait is not the message's fault
         values["attempts"] = case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0)
@@ -207,27 +240,24 @@ def mark_retry(conn: Connection, ids: Sequence[int], next_at: datetime, error: s
 def mark_failed(conn: Connection, ids: Sequence[int], error: str, now: datetime) -> None:
     conn.execute(
         update(outbox).where(outbox.c.id.in_(list(ids)))
-        .values(state="failed", last_error=error, updated_at=now, next_attempt_at=None)
+        .values(state=OutboxState.FAILED, last_error=error, updated_at=now, next_attempt_at=None)
     )
 
 
 def mark_held(conn: Connection, ids: Sequence[int], until: datetime, now: datetime) -> None:
     conn.execute(
-        update(outbox).where(outbox.c.id.in_(list(ids)), outbox.c.state == "pending")
+        update(outbox).where(outbox.c.id.in_(list(ids)), outbox.c.state == OutboxState.PENDING)
         .values(held=True, next_attempt_at=until, updated_at=now)
     )
 
 
-def cancel_chat(conn: Connection, chat_id: str, reason: str, now: datetime) -> int:
-    """The chat blocked the bot or is gone: pause it and cancel everything it still had coming."""
+def cancel_undelivered(conn: Connection, chat_id: str, reason: str, now: datetime) -> int:
+    """Cancel everything the chat still had coming (``alerts.subscriptions.pause_chat`` pauses
+    the chat with it); returns how many alerts were cancelled."""
     result = conn.execute(
-        update(outbox).where(outbox.c.chat_id == chat_id, outbox.c.state.in_(("pending", "sending")))
-        .values(state="cancelled", last_error=reason, updated_at=now, next_attempt_at=None)
+        update(outbox).where(outbox.c.chat_id == chat_id, outbox.c.state.in_(UNDELIVERED))
+        .values(state=OutboxState.CANCELLED, last_error=reason, updated_at=now, next_attempt_at=None)
     )
-    if chat_row(conn, chat_id) is None:
-        kind = "channel" if chat_id.startswith("@") else ("group" if chat_id.startswith("-") else "private")
-        insert_ignore(conn, chats, {"chat_id": chat_id, "kind": kind, "created_at": now})
-    conn.execute(update(chats).where(chats.c.chat_id == chat_id).values(paused=True, paused_reason=reason))
     return result.rowcount or 0
 
 
@@ -235,29 +265,41 @@ def move_chat_rows(conn: Connection, old: str, new: str, now: datetime) -> int:
     """A group became a supergroup: what it still had coming goes to the new id, due now."""
     moved = 0
     rows = conn.execute(
-        select(outbox.c.id, outbox.c.story_id, outbox.c.rule_id)
-        .where(outbox.c.chat_id == old, outbox.c.state.in_(("pending", "sending")))
+        select(outbox.c.id, outbox.c.story_id, outbox.c.alert_key)
+        .where(outbox.c.chat_id == old, outbox.c.state.in_(UNDELIVERED))
     ).all()
     for row in rows:
         taken = conn.execute(select(outbox.c.id).where(
-            outbox.c.chat_id == new, outbox.c.story_id == row.story_id, outbox.c.rule_id == row.rule_id
+            outbox.c.chat_id == new, outbox.c.story_id == row.story_id, outbox.c.alert_key == row.alert_key
         )).first()
         if taken is not None:  # the new chat already has this alert: never send it twice
             conn.execute(update(outbox).where(outbox.c.id == row.id).values(
-                state="cancelled", last_error=f"chat moved to {new}", updated_at=now, next_attempt_at=None))
+                state=OutboxState.CANCELLED, last_error=f"chat moved to {new}", updated_at=now,
+                next_attempt_at=None))
             continue
         conn.execute(update(outbox).where(outbox.c.id == row.id).values(
-            chat_id=new, state="pending", next_attempt_at=now, updated_at=now))
+            chat_id=new, state=OutboxState.PENDING, next_attempt_at=now, updated_at=now))
         moved += 1
     return moved
 
 
-def edits_due(conn: Connection, limit: int = 500) -> list[Any]:
-    return list(conn.execute(
-        select(outbox).where(outbox.c.state == "sent", outbox.c.needs_edit.is_(True),
+def edits_due(conn: Connection, limit: int = 500) -> list[OutboxRow]:
+    """Sent alerts whose "Also: ..." grew since: their message needs an edit."""
+    rows = conn.execute(
+        select(outbox).where(outbox.c.state == OutboxState.SENT, outbox.c.needs_edit.is_(True),
                              outbox.c.message_id.is_not(None))
         .order_by(outbox.c.id).limit(limit)
-    ))
+    )
+    return [OutboxRow.from_row(r) for r in rows]
+
+
+def in_message(conn: Connection, chat_id: str, message_id: int) -> list[OutboxRow]:
+    """The sent alerts one Telegram message shows (one alert, or the alerts of a digest)."""
+    rows = conn.execute(
+        select(outbox).where(outbox.c.chat_id == chat_id, outbox.c.message_id == message_id,
+                             outbox.c.state == OutboxState.SENT).order_by(outbox.c.id)
+    )
+    return [OutboxRow.from_row(r) for r in rows]
 
 
 def clear_edit(conn: Connection, row_id: int, now: datetime, note: str | None = None) -> None:
@@ -269,14 +311,15 @@ def clear_edit(conn: Connection, row_id: int, now: datetime, note: str | None = 
 
 # -- operator queries -----------------------------------------------------------------------------
 
-def counts(conn: Connection) -> dict[str, int]:
+def counts(conn: Connection) -> dict[OutboxState, int]:
     rows = conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state))
-    return {state: n for state, n in rows.tuples()}
+    return {OutboxState(state): n for state, n in rows}
 
 
-def list_rows(conn: Connection, *, states: Iterable[str] | None = None, limit: int = 50) -> list[Any]:
+def list_rows(conn: Connection, *, states: Iterable[str] | None = None, limit: int = 50) -> list[Row]:
+    """The latest alerts with their article's title, newest first (``lookout alerts list``)."""
     stmt = (
-        select(outbox.c.id, outbox.c.chat_id, outbox.c.rule_id, outbox.c.story_id, outbox.c.state,
+        select(outbox.c.id, outbox.c.chat_id, outbox.c.alert_key, outbox.c.story_id, outbox.c.state,
                outbox.c.attempts, outbox.c.last_error, outbox.c.created_at, outbox.c.sent_at,
                outbox.c.next_attempt_at, articles.c.title)
         .select_from(outbox.join(articles, articles.c.id == outbox.c.article_id))
@@ -284,20 +327,21 @@ def list_rows(conn: Connection, *, states: Iterable[str] | None = None, limit: i
     )
     if states:
         stmt = stmt.where(outbox.c.state.in_(list(states)))
-    return list(conn.execute(stmt))
+    return list(conn.execute(stmt).all())
 
 
 def retry(conn: Connection, ids: Sequence[int] | None, now: datetime) -> int:
     """Failed rows (all, or the given ids, also cancelled ones) go back to pending, attempts reset."""
-    cond = outbox.c.state == "failed"
+    cond = outbox.c.state == OutboxState.FAILED
     if ids:
-        cond = and_(outbox.c.id.in_(list(ids)), outbox.c.state.in_(("failed", "cancelled")))
+        cond = and_(outbox.c.id.in_(list(ids)), outbox.c.state.in_((OutboxState.FAILED, OutboxState.CANCELLED)))
     result = conn.execute(
         update(outbox).where(cond)
-        .values(state="pending", attempts=0, next_attempt_at=now, updated_at=now)
+        .values(state=OutboxState.PENDING, attempts=0, next_attempt_at=now, updated_at=now)
     )
     return result.rowcount or 0
 
 
-def load_rows(conn: Connection, ids: Sequence[int]) -> list[Any]:
-    return list(conn.execute(select(outbox).where(outbox.c.id.in_(list(ids))).order_by(outbox.c.id)))
+def load_rows(conn: Connection, ids: Sequence[int]) -> list[OutboxRow]:
+    rows = conn.execute(select(outbox).where(outbox.c.id.in_(list(ids))).order_by(outbox.c.id))
+    return [OutboxRow.from_row(r) for r in rows]

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol, TextIO
 
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
+from telegram import error as tg
+from telegram.request import HTTPXRequest
+from typing_extensions import override
+
 from alerts.format import to_terminal
+from core.logs import RedactingFilter
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
 _BOT_URL_TOKEN = re.compile(r"bot\d+:[A-Za-z0-9_-]+")
 _TOKEN_SHAPE = re.compile(r"\b\d{3,}:[A-Za-z0-9_-]{20,}\b")
 CALLBACK_LIMIT = 64  # bytes Telegram allows in callback_data
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)  # alerts and replies never unfurl links
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,9 @@ class NotModified(DeliveryError):
 
 
 class Sender(Protocol):
+    """Where the dispatcher sends alerts; each call returns Telegram's message id or raises a
+    ``DeliveryError``."""
+
     async def send_message(self, chat_id: str, html: str, buttons: Sequence[Button] = ()) -> int: ...
 
     async def edit_message(self, chat_id: str, message_id: int, html: str,
@@ -100,23 +110,23 @@ class Sender(Protocol):
 
 # -- buttons --------------------------------------------------------------------------------------
 
-def callback_data(action: str, rule_key: str) -> str:
-    """``mute:<rule_key>`` / ``unwatch:<rule_key>``; keys too long for Telegram's 64 bytes become
+def callback_data(action: str, alert_key: str) -> str:
+    """``mute:<alert key>`` / ``unwatch:<alert key>``; keys too long for Telegram's 64 bytes become
     ``<action>:#<sha1 prefix>`` (``callback_key`` recomputes it to resolve the key)."""
-    data = f"{action}:{rule_key}"
+    data = f"{action}:{alert_key}"
     if len(data.encode("utf-8")) <= CALLBACK_LIMIT:
         return data
-    return f"{action}:#{callback_key(rule_key)}"
+    return f"{action}:#{callback_key(alert_key)}"
 
 
-def callback_key(rule_key: str) -> str:
-    return hashlib.sha1(rule_key.encode("utf-8")).hexdigest()[:20]
+def callback_key(alert_key: str) -> str:
+    return hashlib.sha1(alert_key.encode("utf-8")).hexdigest()[:20]
 
 
-def alert_buttons(rule_key: str) -> tuple[Button, ...]:
+def alert_buttons(alert_key: str) -> tuple[Button, ...]:
     return (
-        Button("🔕 Mute this rule 24 h", callback_data("mute", rule_key)),
-        Button("Unwatch", callback_data("unwatch", rule_key)),
+        Button("🔕 Mute this rule 24 h", callback_data("mute", alert_key)),
+        Button("Unwatch", callback_data("unwatch", alert_key)),
     )
 
 
@@ -130,15 +140,13 @@ def redact(text: str, token: str | None = None) -> str:
 
 
 def _error_text(exc: BaseException, token: str | None) -> str:
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    message = (exc.message if isinstance(exc, tg.TelegramError) else "") or str(exc) or type(exc).__name__
     return redact(f"{type(exc).__name__}: {message}", token)
 
 
 def classify(exc: BaseException, token: str | None = None) -> DeliveryError:
     """A python-telegram-bot exception as a delivery outcome (texts matched case-insensitively:
     PTB rewrites Telegram's descriptions, and BadRequest is a subclass of NetworkError)."""
-    from telegram import error as tg
-
     reason = _error_text(exc, token)
     text = reason.lower()
     if isinstance(exc, tg.RetryAfter):
@@ -175,14 +183,11 @@ def _seconds(value: int | float | timedelta) -> float:
 
 # -- python-telegram-bot -------------------------------------------------------------------------
 
-class PTBSender:
+class PTBSender(Sender):
     """Sends through ``telegram.Bot`` at ``api_url`` (the real Bot API, or the fake in tests)."""
 
     def __init__(self, token: str, api_url: str = "https://api.telegram.org", *, pool_size: int = 64,
-                 read_timeout: float = 15.0):
-        from telegram import Bot
-        from telegram.request import HTTPXRequest
-
+                 read_timeout: float = 15.0) -> None:
         self._token = token
         _guard_logs(token)
         self.api_url = api_url.rstrip("/")
@@ -215,49 +220,44 @@ class PTBSender:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _markup(self, buttons: Sequence[Button]):
+    @staticmethod
+    def _markup(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
         if not buttons:
             return None
-        from telegram import InlineKeyboardButton, InlineKeyboardMarkup
-
         return InlineKeyboardMarkup([[InlineKeyboardButton(b.text, callback_data=b.data) for b in buttons]])
 
+    @override
     async def send_message(self, chat_id: str, html: str, buttons: Sequence[Button] = ()) -> int:
-        from telegram import LinkPreviewOptions
-
         try:
             message = await self._bot.send_message(
-                chat_id=chat_id, text=html, parse_mode="HTML",
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
+                chat_id=chat_id, text=html, parse_mode="HTML", link_preview_options=NO_PREVIEW,
                 reply_markup=self._markup(buttons),
             )
         except Exception as exc:
             raise classify(exc, self._token) from None
         return message.message_id
 
+    @override
     async def send_plain(self, chat_id: str, text: str, buttons: Sequence[Button] = ()) -> int:
-        from telegram import LinkPreviewOptions
-
         try:
             message = await self._bot.send_message(
-                chat_id=chat_id, text=text, link_preview_options=LinkPreviewOptions(is_disabled=True),
-                reply_markup=self._markup(buttons),
+                chat_id=chat_id, text=text, link_preview_options=NO_PREVIEW, reply_markup=self._markup(buttons),
             )
         except Exception as exc:
             raise classify(exc, self._token) from None
         return message.message_id
 
+    @override
     async def edit_message(self, chat_id: str, message_id: int, html: str, buttons: Sequence[Button] = ()) -> None:
-        from telegram import LinkPreviewOptions
-
         try:
             await self._bot.edit_message_text(
                 text=html, chat_id=chat_id, message_id=message_id, parse_mode="HTML",
-                link_preview_options=LinkPreviewOptions(is_disabled=True), reply_markup=self._markup(buttons),
+                link_preview_options=NO_PREVIEW, reply_markup=self._markup(buttons),
             )
         except Exception as exc:
             raise classify(exc, self._token) from None
 
+    @override
     async def send_location(self, chat_id: str, lat: float, lon: float) -> int:
         try:
             message = await self._bot.send_location(chat_id=chat_id, latitude=lat, longitude=lon)
@@ -268,18 +268,16 @@ class PTBSender:
 
 def _guard_logs(token: str) -> None:
     """httpx logs each request URL, token included: redact on its logger whatever the handlers."""
-    from core.logs import RedactingFilter
-
     for name in ("httpx", "httpcore", "telegram.Bot", "telegram.ext.Updater", "telegram.ext.Application"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) and token in f.secrets for f in logger.filters):
             logger.addFilter(RedactingFilter([token]))
 
 
-class ConsoleSender:
-    """Prints each alert as a Telegram user would read it."""
+class ConsoleSender(Sender):
+    """Prints each alert as a Telegram user would read it (buttons under new alerts only)."""
 
-    def __init__(self, stream: TextIO | None = None, *, ansi: bool | None = None):
+    def __init__(self, stream: TextIO | None = None, *, ansi: bool | None = None) -> None:
         self.stream = stream or sys.stdout
         self.ansi = self.stream.isatty() if ansi is None else ansi
         self._ids = itertools.count(1)
@@ -287,20 +285,24 @@ class ConsoleSender:
     def __repr__(self) -> str:
         return "ConsoleSender()"
 
+    @override
     async def send_message(self, chat_id: str, html: str, buttons: Sequence[Button] = ()) -> int:
         message_id = next(self._ids)
         keys = "   ".join(f"[{b.text}]" for b in buttons)
         self._print(f"── to {chat_id} · message {message_id} ──", to_terminal(html, ansi=self.ansi), keys)
         return message_id
 
+    @override
     async def send_plain(self, chat_id: str, text: str, buttons: Sequence[Button] = ()) -> int:
         message_id = next(self._ids)
         self._print(f"── to {chat_id} · message {message_id} (plain) ──", text, "")
         return message_id
 
+    @override
     async def edit_message(self, chat_id: str, message_id: int, html: str, buttons: Sequence[Button] = ()) -> None:
         self._print(f"── to {chat_id} · message {message_id} (edited) ──", to_terminal(html, ansi=self.ansi), "")
 
+    @override
     async def send_location(self, chat_id: str, lat: float, lon: float) -> int:
         message_id = next(self._ids)
         self._print(f"── to {chat_id} · message {message_id} ──", f"📍 map pin {lat:.4f}, {lon:.4f}", "")

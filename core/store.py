@@ -1,17 +1,19 @@
 """The store: every table Lookout keeps, on SQLite by default or PostgreSQL by URL, through
 SQLAlchemy Core only (no ORM, no dialect-specific SQL outside ``insert_ignore``).
 
-Tables are created on first use. Domain modules (crawler state, outbox, subscriptions) keep
+Tables are created on first use, and columns renamed since (``RENAMED_COLUMNS``) are renamed
+in an existing database then. Domain modules (crawler state, outbox, subscriptions) keep
 their own queries next to their logic and use the tables and helpers defined here.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -31,15 +33,25 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.schema import CreateSchema, DropSchema
 from sqlalchemy.types import TypeDecorator
+from typing_extensions import override
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Connection, Dialect, Engine
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
+    from sqlalchemy.sql import Select
 
+T = TypeVar("T")
 metadata = MetaData()
 
 
@@ -49,14 +61,16 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+    @override
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; use timezone-aware UTC")
         return value.astimezone(UTC)
 
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+    @override
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -192,11 +206,11 @@ rule_mutes = Table(
     "rule_mutes",
     metadata,
     Column("chat_id", String(64), primary_key=True),
-    Column("rule_id", String(200), primary_key=True),
+    Column("alert_key", String(200), primary_key=True),  # see alerts.keys: a rule id, or "place:<id>", ...
     Column("until", UTCDateTime, nullable=False),
 )
 
-# One row per chat x story x rule. The row in state "sending" is the delivery ledger: it is
+# One row per chat x story x alert key. The row in state "sending" is the delivery ledger: it is
 # committed before the Bot API call, so a crash mid-send is retried (at most one duplicate).
 outbox = Table(
     "outbox",
@@ -204,10 +218,10 @@ outbox = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("chat_id", String(64), nullable=False),
     Column("story_id", String(40), nullable=False),
-    Column("rule_id", String(200), nullable=False),  # a rule id, or "place:<id>", "group:<id>", "near:<id>"
+    Column("alert_key", String(200), nullable=False),  # alerts.keys: a rule id, or "place:<id>", "near:<id>", ...
     Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False),
     Column("match_id", Integer, ForeignKey("matches.id", ondelete="SET NULL")),
-    Column("state", String(12), nullable=False, default="pending"),  # pending|sending|sent|failed|cancelled
+    Column("state", String(12), nullable=False, default="pending"),  # alerts.outbox.OutboxState
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("created_at", UTCDateTime, nullable=False),
@@ -221,16 +235,24 @@ outbox = Table(
     Column("held", Boolean, nullable=False, default=False),  # waited on mute/quiet/digest: goes in a digest
     Column("label", Text),  # place/group subscription label shown in the heading ("Azaz")
     Column("evidence", JSON),  # rules.types.Match JSON when no matches row holds it (subscriptions)
-    UniqueConstraint("chat_id", "story_id", "rule_id", name="uq_outbox_chat_story_rule"),
+    UniqueConstraint("chat_id", "story_id", "alert_key", name="uq_outbox_chat_story_rule"),
 )
 Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)
+
+# Columns renamed since they were first shipped: (table, old name, new name). ``Store.create``
+# renames them in an existing database (SQLite >= 3.25 and PostgreSQL both have RENAME COLUMN;
+# the column's constraints and indexes follow it).
+RENAMED_COLUMNS: tuple[tuple[Table, str, str], ...] = (
+    (outbox, "rule_id", "alert_key"),
+    (rule_mutes, "rule_id", "alert_key"),
+)
 
 
 def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")  # the bot reads while a crawl writes
@@ -240,8 +262,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def redact_url(url: str) -> str:
     """The database URL with any password hidden, for logs and status output."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
@@ -251,7 +271,7 @@ def redact_url(url: str) -> str:
 class Store:
     """Owns the engine. ``schema`` puts every table in one PostgreSQL schema (tests use that)."""
 
-    def __init__(self, url: str, *, schema: str | None = None, create: bool = True):
+    def __init__(self, url: str, *, schema: str | None = None, create: bool = True) -> None:
         self.url = url
         self.schema = schema
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
@@ -270,19 +290,24 @@ class Store:
         return self.engine.dialect.name
 
     def create(self) -> None:
+        """Create the schema and any missing table; rename the ``RENAMED_COLUMNS`` still there."""
         with self.engine.begin() as conn:
             if self.schema:
-                from sqlalchemy.schema import CreateSchema
-
                 conn.execute(CreateSchema(self.schema, if_not_exists=True))
+            inspector = inspect(conn)
+            tables = set(inspector.get_table_names(schema=self.schema))
+            for table, old, new in RENAMED_COLUMNS:
+                if table.name not in tables:
+                    continue
+                columns = {c["name"] for c in inspector.get_columns(table.name, schema=self.schema)}
+                if old in columns and new not in columns:
+                    rename_column(conn, table, old, new, schema=self.schema)
             metadata.create_all(conn)
 
     def drop(self) -> None:
         with self.engine.begin() as conn:
             metadata.drop_all(conn)
             if self.schema:
-                from sqlalchemy.schema import DropSchema
-
                 conn.execute(DropSchema(self.schema, cascade=True, if_exists=True))
 
     @contextmanager
@@ -303,29 +328,35 @@ class Store:
         return f"Store({redact_url(self.url)!r})"
 
 
-def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]] | dict[str, Any]) -> int:
+def rename_column(conn: Connection, table: Table, old: str, new: str, *, schema: str | None = None) -> None:
+    """``ALTER TABLE ... RENAME COLUMN``, the same statement on SQLite and PostgreSQL."""
+    quote = conn.dialect.identifier_preparer.quote
+    name = f"{quote(schema)}.{quote(table.name)}" if schema else quote(table.name)
+    conn.execute(text(f"ALTER TABLE {name} RENAME COLUMN {quote(old)} TO {quote(new)}"))
+
+
+def insert_ignore(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> int:
     """Insert, skipping rows that hit a unique constraint; returns how many were inserted."""
-    rows = [rows] if isinstance(rows, dict) else rows
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    batch = [rows] if isinstance(rows, Mapping) else list(rows)
+    on_postgresql = conn.dialect.name == "postgresql"
     inserted = 0
     key = next(iter(table.primary_key.columns))
     # Count RETURNING rows: rowcount is -1 for these statements on psycopg 3. Chunks keep
     # SQLite under its bound-parameter limit.
-    for start in range(0, len(rows), 200):
-        stmt = dialect_insert(table).values(rows[start : start + 200]).on_conflict_do_nothing()
+    for start in range(0, len(batch), 200):
+        chunk = batch[start : start + 200]
+        stmt = (postgresql.insert(table).values(chunk).on_conflict_do_nothing() if on_postgresql
+                else sqlite.insert(table).values(chunk).on_conflict_do_nothing())
         inserted += len(conn.execute(stmt.returning(key)).all())
     return inserted
 
 
-def scalar(conn: Connection, stmt: Any) -> Any:
+def scalar(conn: Connection, stmt: Select[T]) -> T | None:
     return conn.execute(stmt).scalar()
 
 
 __all__ = [
-    "Store", "article_urls", "articles", "chats", "crawl_failures", "crawl_runs", "http_cache", "insert_ignore",
-    "matches", "metadata", "outbox", "rule_mutes", "scalar", "select", "sources", "subscriptions",
-    "url_hash", "utcnow",
+    "RENAMED_COLUMNS", "Store", "article_urls", "articles", "chats", "crawl_failures", "crawl_runs", "http_cache",
+    "insert_ignore", "matches", "metadata", "outbox", "rename_column", "rule_mutes", "scalar", "select", "sources",
+    "subscriptions", "url_hash", "utcnow",
 ]

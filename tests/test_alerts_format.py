@@ -32,8 +32,8 @@ def view(**kw) -> AlertView:
     match = Match("is-near-azaz", "Islamic State near the Azaz corridor", "high", (),
                   places=(KAFRAH, AZAZ), snippet=kw.pop("snippet", SNIPPET),
                   marks=kw.pop("marks", marks(SNIPPET, "ISIS", "Kafrah", "Aazaz")))
-    base = dict(title="ISIS advances in flashpoint north Aleppo", url="https://now.example/a?x=1&y=2",
-                outlet="NOW Lebanon", published=datetime(2016, 6, 1, tzinfo=UTC), match=match)
+    base = {"title": "ISIS advances in flashpoint north Aleppo", "url": "https://now.example/a?x=1&y=2",
+            "outlet": "NOW Lebanon", "published": datetime(2016, 6, 1, tzinfo=UTC), "match": match}
     return AlertView(**{**base, **kw})
 
 

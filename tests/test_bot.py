@@ -21,6 +21,7 @@ from test_subscriptions import make_ruleset
 from alerts import subscriptions as subs
 from alerts.bot import SUBSCRIBER_COMMANDS, _webhook_args, build_application, start_bot, stop_bot
 from core.store import articles, chats, crawl_failures, outbox, rule_mutes, sources, utcnow
+from lookout.botreports import StatusReports
 from lookout.config import Config, TelegramConfig
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ ADMIN = 999
 
 
 class Harness:
-    """A running bot plus ways to talk to it as a user would."""
+    """A running bot plus ways to talk to it as a user would; ``/status`` and ``/sources`` are
+    the service's reports (``lookout.botreports``) unless ``reports`` says otherwise."""
 
     def __init__(
         self, fake: FakeBotAPI, store: Any, telegram: dict[str, Any] | None = None, **callbacks: Any
@@ -47,6 +49,7 @@ class Harness:
             ),
         )
         self.config = config
+        callbacks.setdefault("reports", StatusReports(config, store))
         self.app = build_application(config.telegram, store, lambda: self.ruleset, **callbacks)
 
     async def __aenter__(self) -> Harness:
@@ -56,8 +59,8 @@ class Harness:
     async def __aexit__(self, *exc: object) -> None:
         await stop_bot(self.app)
 
-    async def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
         while not predicate():
             if time.monotonic() > deadline:
                 raise AssertionError("the bot did not answer in time")
@@ -224,7 +227,7 @@ def test_buttons_under_alerts(fake, sqlite_store):
         assert "Muted is-near-azaz" in answer["text"] and "24 h" in answer["text"]
         with sqlite_store.connect() as conn:
             mutes = conn.execute(select(rule_mutes)).all()
-        assert [(m.chat_id, m.rule_id) for m in mutes] == [(str(USER), "is-near-azaz")]
+        assert [(m.chat_id, m.alert_key) for m in mutes] == [(str(USER), "is-near-azaz")]
         assert timedelta(hours=24) <= mutes[0].until - before <= timedelta(hours=24, minutes=1)
 
         answer = await bot.press("unwatch:place:azaz")
@@ -267,7 +270,7 @@ def test_admin_commands(fake, sqlite_store):
             first_seen=now, text="", content_hash="c", story_id="s1",
         )).inserted_primary_key[0]
         conn.execute(insert(outbox), [
-            {"chat_id": "1", "story_id": f"s{i}", "rule_id": "r", "article_id": article_id,
+            {"chat_id": "1", "story_id": f"s{i}", "alert_key": "r", "article_id": article_id,
              "state": "pending", "created_at": now, "updated_at": now} for i in range(3)
         ])
     crawled: list[str] = []
@@ -307,8 +310,10 @@ def test_reload_and_crawl_defaults(fake, sqlite_store):
         assert "not available outside the service" in (await bot.say("/crawl enab", chat_id=ADMIN)).visible
         reply = await bot.say("/reload", chat_id=ADMIN)
         assert reply.visible == "Failed: rules/examples/x.yaml:3:5: unknown key 'sevirity'"
+        for command in ("/status", "/sources"):  # no reports given: not the service
+            assert "not available outside the service" in (await bot.say(command, chat_id=ADMIN)).visible
 
-    drive(fake, sqlite_store, scenario, on_reload=on_reload)
+    drive(fake, sqlite_store, scenario, on_reload=on_reload, reports=None)
 
 
 def test_reply_waits_out_a_flood_wait(sqlite_store):
@@ -383,9 +388,9 @@ def test_long_input_echoed_back_stays_valid_html(fake, sqlite_store):
 def test_clipped_replies_never_split_a_tag_or_entity():
     from fakebotapi import parse_telegram_html
 
-    from alerts.bot import MAX_REPLY, _clip
+    from alerts.format import REPLY_BUDGET, clip_reply
 
     for text in ("<b>" + "&amp;" * 1000 + "</b>", "x" * 3990 + "&lt;&gt;" * 10, "<b>a</b>\n" * 500):
-        clipped = _clip(text)
-        assert len(clipped) <= MAX_REPLY
+        clipped = clip_reply(text)
+        assert len(clipped) <= REPLY_BUDGET
         assert parse_telegram_html(clipped).rstrip("…\n")

@@ -77,7 +77,7 @@ def test_length_counts_utf16_after_entities(fake):
     async def go():
         async with make_bot(fake) as bot:
             await bot.send_message(1, "&lt;" * 4096, parse_mode="HTML")  # 4096 visible characters
-            with pytest.raises(BadRequest, match="(?i)too long"):
+            with pytest.raises(BadRequest, match=r"(?i)too long"):
                 await bot.send_message(2, emoji * 2049)
 
     run(go())
@@ -164,7 +164,7 @@ def test_edit_and_location_and_updates(fake):
             msg = await bot.send_message(55, "<b>a</b>", parse_mode="HTML")
             await bot.edit_message_text("<b>a</b>\nAlso: X", chat_id=55, message_id=msg.message_id,
                                         parse_mode="HTML")
-            with pytest.raises(BadRequest, match="(?i)not modified"):
+            with pytest.raises(BadRequest, match=r"(?i)not modified"):
                 await bot.edit_message_text("<b>a</b>\nAlso: X", chat_id=55, message_id=msg.message_id,
                                             parse_mode="HTML")
             await bot.send_location(55, latitude=36.58, longitude=37.04)

@@ -9,6 +9,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from core.store import (
+    RENAMED_COLUMNS,
     Store,
     articles,
     insert_ignore,
@@ -16,6 +17,8 @@ from core.store import (
     metadata,
     outbox,
     redact_url,
+    rename_column,
+    rule_mutes,
     subscriptions,
     url_hash,
 )
@@ -74,7 +77,7 @@ def test_outbox_is_unique_per_chat_story_rule(store):
         mid = conn.execute(
             matches.insert().values(article_id=aid, rule_id="r", evidence={"rule_id": "r"}, created_at=T0)
         ).inserted_primary_key[0]
-        row = {"chat_id": "42", "story_id": "s1", "rule_id": "r", "article_id": aid, "match_id": mid,
+        row = {"chat_id": "42", "story_id": "s1", "alert_key": "r", "article_id": aid, "match_id": mid,
                "state": "pending", "created_at": T0, "updated_at": T0}
         assert insert_ignore(conn, outbox, [row, {**row, "chat_id": "@channel"}]) == 2
         assert insert_ignore(conn, outbox, row) == 0  # the same chat x story x rule again
@@ -83,6 +86,35 @@ def test_outbox_is_unique_per_chat_story_rule(store):
         evidence = conn.execute(select(matches.c.evidence)).scalar_one()
     assert [tuple(s) for s in states] == [("42", "pending"), ("@channel", "pending")]
     assert evidence == {"rule_id": "r"}
+
+
+def columns(store, table) -> set[str]:
+    return {c["name"] for c in inspect(store.engine).get_columns(table.name, schema=store.schema)}
+
+
+def test_create_renames_the_old_rule_id_columns_and_keeps_their_rows(store):
+    # A database from before the rename: outbox and rule_mutes held alert keys as "rule_id".
+    with store.begin() as conn:
+        aid = add_article(conn)
+        insert_ignore(conn, outbox, {"chat_id": "42", "story_id": "s1", "alert_key": "place:azaz", "article_id": aid,
+                                     "state": "pending", "created_at": T0, "updated_at": T0})
+        insert_ignore(conn, rule_mutes, {"chat_id": "42", "alert_key": "is-near-azaz", "until": T0})
+        for table, old, new in RENAMED_COLUMNS:
+            rename_column(conn, table, new, old, schema=store.schema)
+    assert "rule_id" in columns(store, outbox) and "alert_key" not in columns(store, rule_mutes)
+
+    store.create()  # what opening the old database with this version does
+    store.create()  # and again: nothing left to rename
+    for table in (outbox, rule_mutes):
+        assert "alert_key" in columns(store, table) and "rule_id" not in columns(store, table)
+    with store.begin() as conn:
+        assert conn.execute(select(outbox.c.alert_key)).scalars().all() == ["place:azaz"]
+        assert conn.execute(select(rule_mutes.c.alert_key)).scalars().all() == ["is-near-azaz"]
+        # The unique constraints came along with the renamed columns.
+        again = {"chat_id": "42", "story_id": "s1", "alert_key": "place:azaz", "article_id": aid,
+                 "state": "pending", "created_at": T0, "updated_at": T0}
+        assert insert_ignore(conn, outbox, again) == 0
+        assert insert_ignore(conn, rule_mutes, {"chat_id": "42", "alert_key": "is-near-azaz", "until": T0}) == 0
 
 
 def test_subscription_is_unique_per_chat_kind_target(store):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import sys
 import tempfile
 import types
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from alerts import subscriptions as subs
+from alerts.keys import alert_key, parse_alert_key
 from core.store import chats, rule_mutes
 from rules.geo import haversine_km
 from rules.types import Match, Mentions, PlaceRef
@@ -70,7 +72,7 @@ def recipient_type(monkeypatch):
         @dataclass(frozen=True)
         class Recipient:
             chat_id: str
-            rule_key: str
+            alert_key: str
             match: Match | None
             label: str | None
 
@@ -107,7 +109,7 @@ def test_add_list_remove(store):
             ("group", "isis", None), ("near", "azaz", 25.0), ("place", "azaz", None),
             ("rule", "is-near-azaz", None),
         ]
-        assert {s.rule_key for s in mine} == {"group:isis", "near:azaz", "place:azaz", "is-near-azaz"}
+        assert {s.alert_key for s in mine} == {"group:isis", "near:azaz", "place:azaz", "is-near-azaz"}
         kinds = dict(conn.execute(select(chats.c.chat_id, chats.c.kind)).all())
         assert kinds == {"100": "private", "-200": "group"}
     with store.begin() as conn:
@@ -151,11 +153,11 @@ def test_pause_unpause_and_mutes(store):
         assert subs.unmute_rules(conn, "100") == 2
 
 
-def test_rule_keys_round_trip():
+def test_alert_keys_round_trip():
     for kind, target in (("place", "azaz"), ("group", "isis"), ("near", "azaz"), ("rule", "is-near-azaz")):
-        assert subs.parse_rule_key(subs.rule_key(kind, target)) == (kind, target)
-    assert subs.rule_key("rule", "x") == "x"
-    assert subs.parse_rule_key("odd:rule") == ("rule", "odd:rule")
+        assert parse_alert_key(alert_key(kind, target)) == (kind, target)
+    assert alert_key("rule", "x") == "x"
+    assert parse_alert_key("odd:rule") == ("rule", "odd:rule")
 
 
 def test_haversine():
@@ -180,8 +182,8 @@ def test_place_and_group_subscriptions_get_every_mention(store, ruleset, recipie
     got = route(store, ruleset, [], Mentions(places=(place("azaz", AZAZ),), groups=("isis",)))
     assert set(got) == {"1", "2"}
     assert isinstance(got["1"], recipient_type)
-    assert (got["1"].rule_key, got["1"].match, got["1"].label) == ("place:azaz", None, "Azaz")
-    assert (got["2"].rule_key, got["2"].label) == ("group:isis", "Islamic State")
+    assert (got["1"].alert_key, got["1"].match, got["1"].label) == ("place:azaz", None, "Azaz")
+    assert (got["2"].alert_key, got["2"].label) == ("group:isis", "Islamic State")
     assert route(store, ruleset, [], Mentions()) == {}
 
 
@@ -196,12 +198,12 @@ def test_rule_near_and_notify_routing(store, ruleset):
         subs.add(conn, "14", "near", "manbij", 1, now=NOW)
     got = route(store, ruleset, [m_azaz, m_manbij], Mentions())
     assert set(got) == {"10", "11", "12", "14", "@lookout_manbij"}
-    assert got["10"].rule_key == "is-near-azaz" and got["10"].match is m_azaz
+    assert got["10"].alert_key == "is-near-azaz" and got["10"].match is m_azaz
     assert got["11"].match is m_manbij
-    assert got["12"].rule_key == "near:azaz" and got["12"].match is m_azaz
+    assert got["12"].alert_key == "near:azaz" and got["12"].match is m_azaz
     assert "10 km of Azaz" in got["12"].label
     assert got["14"].match is m_manbij
-    assert got["@lookout_manbij"].rule_key == "manbij-clashes"
+    assert got["@lookout_manbij"].alert_key == "manbij-clashes"
     # Only the rule that matched reaches its subscribers.
     assert set(route(store, ruleset, [m_manbij], Mentions())) == {"11", "14", "@lookout_manbij"}
 
@@ -220,7 +222,7 @@ def test_paused_chats_and_muted_rules_are_skipped(store, ruleset):
     got = route(store, ruleset, [m], mentions)
     assert set(got) == {"3", "4"}
     # Chat 4 muted the rule, but still watches Azaz: it gets the article for that.
-    assert got["4"].rule_key == "place:azaz" and got["4"].match is None
+    assert got["4"].alert_key == "place:azaz" and got["4"].match is None
     assert set(route(store, ruleset, [m], mentions, now=NOW + timedelta(days=2))) == {"2", "3", "4"}
 
 
@@ -237,7 +239,7 @@ def test_one_alert_per_chat_prefers_the_richest_subscription(store, ruleset):
             conn, [medium, high], Mentions(places=(place("azaz", AZAZ),), groups=("isis",)), ruleset, NOW
         )
     assert len(recipients) == 1
-    assert recipients[0].rule_key == "is-near-azaz" and recipients[0].match is high
+    assert recipients[0].alert_key == "is-near-azaz" and recipients[0].match is high
 
 
 def test_equal_severity_goes_to_the_rule_written_first(store, tmp_path):
@@ -260,7 +262,7 @@ def test_equal_severity_goes_to_the_rule_written_first(store, tmp_path):
         subs.add(conn, "1", "rule", "is-near-azaz", now=NOW)
     with store.connect() as conn:
         recipients = subs.recipients_for(conn, [later, first], Mentions(), ordered, NOW)
-    assert [(r.chat_id, r.rule_key) for r in recipients] == [("1", "is-near-azaz")]
+    assert [(r.chat_id, r.alert_key) for r in recipients] == [("1", "is-near-azaz")]
 
 
 def test_near_subscription_of_a_place_gone_from_the_rules_is_ignored(store, ruleset):
@@ -304,7 +306,7 @@ def test_cli_subscribe_list_unsubscribe(cli, sqlite_store, capsys):
     header = out[0]
     assert header.split() == ["CHAT", "KIND", "TARGET", "KM", "PAUSED"]
     starts = [header.index(name) for name in ("CHAT", "KIND", "TARGET", "KM", "PAUSED")] + [None]
-    rows = [[line[a:b].strip() for a, b in zip(starts, starts[1:], strict=False)] for line in out[1:]]
+    rows = [[line[a:b].strip() for a, b in itertools.pairwise(starts)] for line in out[1:]]
     assert ["123", "near", "kafrah", "15", "no"] in rows
     assert ["@lookout_channel", "group", "isis", "", "no"] in rows
     assert ["-1001", "rule", "is-near-azaz", "", "yes (chat not found)"] in rows
@@ -367,7 +369,7 @@ def test_routing_a_seed_article_through_the_real_engine(store, seed_files):
     with store.connect() as conn:
         got = {r.chat_id: r for r in subs.recipients_for(conn, matches, mentions, ruleset, NOW)}
     assert set(got) == {"1", "2", "3", *notify}
-    assert got["1"].rule_key == "place:azaz" and got["1"].label == "Azaz"
+    assert got["1"].alert_key == "place:azaz" and got["1"].label == "Azaz"
     assert got["2"].match == by_rule["sdf-manbij"]
-    assert got["3"].rule_key == "near:manbij" and any(p.id == "manbij" for p in got["3"].match.places)
-    assert got[notify[0]].rule_key in {m.rule_id for m in matches if notify[0] in m.notify}
+    assert got["3"].alert_key == "near:manbij" and any(p.id == "manbij" for p in got["3"].match.places)
+    assert got[notify[0]].alert_key in {m.rule_id for m in matches if notify[0] in m.notify}
