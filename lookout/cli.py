@@ -1,5 +1,6 @@
-"""The ``lookout`` command line: parses arguments, loads and validates the config, and hands
-off to the command modules in ``lookout.commands``."""
+"""The ``lookout`` command line: parses arguments, loads and validates the config, and runs the
+command. Only the module of the command asked for is imported (``lookout.commands.COMMANDS``
+names each command's module), so ``lookout --help`` and ``lookout status`` start fast."""
 
 from __future__ import annotations
 
@@ -10,18 +11,32 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from core.located import LocatedErrors
+from core.logs import setup_logging
 from lookout import __version__
+from lookout.commands import COMMANDS
+from lookout.config import Config, load_config
+from lookout.context import AppContext
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-# Command modules, in the order --help lists them.
-COMMAND_MODULES = (
-    "demo", "crawl", "send", "run", "status", "rules", "sources", "subscribe", "alerts", "gazetteer",
-)
+    from collections.abc import Callable, Sequence
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``lookout`` parser. Given ``argv``, only the module of the command it names is imported
+    and registered in full, the other commands are listed by name and help line (a top-level
+    ``--help``, ``--version`` or unknown command exits here): how ``main`` starts fast. Without
+    ``argv``, every command is registered in full."""
+    if argv is None:
+        return _parser(lambda _module: True)
+    named = _parser(lambda _module: False).parse_known_args(argv)[0].command
+    wanted = COMMANDS[named].module if named else None
+    return _parser(lambda module: module == wanted)
+
+
+def _parser(in_full: Callable[[str], bool]) -> argparse.ArgumentParser:
+    """The top-level parser: the commands whose module ``in_full`` picks registered by that module
+    (imported now), the others as placeholders that list the command and take anything."""
     parser = argparse.ArgumentParser(
         prog="lookout",
         description="Watch news sources, match rules about places and armed groups, alert on Telegram.",
@@ -33,20 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"lookout.commands.{name}").register(sub)
+    registered: set[str] = set()
+    for name, command in COMMANDS.items():
+        if not in_full(command.module):
+            sub.add_parser(name, help=command.help, add_help=False)
+        elif command.module not in registered:  # a module registers all of its commands at once
+            importlib.import_module(command.module).register(sub)
+            registered.add(command.module)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from core.located import LocatedErrors
-    from lookout.config import load_config
-
     try:
         config = load_config(args.config)
     except LocatedErrors as exc:
@@ -56,13 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(args, config)
 
 
-def run_command(args: argparse.Namespace, config) -> int:
+def run_command(args: argparse.Namespace, config: Config) -> int:
     """Run a parsed command with a validated config: logging set up, secrets redacted, the
     store closed afterwards, located errors printed. The service's crawl children use it too."""
-    from core.located import LocatedErrors
-    from core.logs import setup_logging
-    from lookout.context import AppContext
-
     verbose = getattr(args, "verbose", False)
     setup_logging(logging.DEBUG if verbose else config.log_level, secrets=_secrets(config))
     ctx = AppContext(config)
@@ -82,7 +96,7 @@ def run_command(args: argparse.Namespace, config) -> int:
         ctx.close()
 
 
-def _secrets(config) -> list[str]:
+def _secrets(config: Config) -> list[str]:
     token = config.telegram.token
     return [token.get_secret_value()] if token is not None else []
 

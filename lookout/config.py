@@ -19,6 +19,7 @@ from alerts.config import TelegramConfig
 from core.durations import Duration
 from core.located import (
     ErrorCollector,
+    LocatedError,
     LocatedErrors,
     Location,
     load_yaml,
@@ -146,13 +147,9 @@ def _with_env_secrets(config: Config, env: dict[str, str]) -> Config:
     return config
 
 
-def _missing(path: Path):
-    from core.located import LocatedError
-
+def _missing(path: Path) -> LocatedError:
     return LocatedError(Location(str(path), 1, 1), "configuration file not found")
 
 
-def _at(path: str, node: Any, message: str):
-    from core.located import LocatedError
-
+def _at(path: str, node: Any, message: str) -> LocatedError:
     return LocatedError(node_location(path, node), message)

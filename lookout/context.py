@@ -6,10 +6,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from core.store import Store
+from lookout.loaders import gazetteer_for
+from rules import load_ruleset
 
 if TYPE_CHECKING:
     from lookout.config import Config
-    from rules.model import Ruleset
+    from rules.index import CompiledRuleset
 
 
 class AppContext:
@@ -21,10 +23,7 @@ class AppContext:
         return Store(self.config.database_url())
 
     @cached_property
-    def ruleset(self) -> Ruleset:
-        from lookout.loaders import gazetteer_for
-        from rules import load_ruleset
-
+    def ruleset(self) -> CompiledRuleset:
         return load_ruleset(self.config.rule_paths(), gazetteer=gazetteer_for(self.config))
 
     def close(self) -> None:

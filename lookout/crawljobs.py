@@ -26,26 +26,33 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Literal
 
 from sqlalchemy import and_, select, update
 
+from core.located import LocatedErrors
 from core.store import Store, crawl_runs, sources, utcnow
-from crawler.state import upsert_source
+from crawler.state import CrawlResult, upsert_source
+from lookout.cli import build_parser, run_command
+from lookout.config import load_config
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
     from datetime import datetime, timedelta
 
+    from sqlalchemy.engine import Connection
+
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 20
+# A crawl cut short by the service's shutdown: recorded beside the crawler's own results.
+STOPPED: Final = "stopped"
 
 
 @dataclass(frozen=True)
 class CrawlOutcome:
     source: str
-    result: str  # ok | failed | timeout | stopped
+    result: CrawlResult | Literal["stopped"]  # a child that exits 0 is OK (partial included)
     started_at: datetime
     finished_at: datetime
     returncode: int | None
@@ -57,7 +64,7 @@ class CrawlOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.result == "ok"
+        return self.result == CrawlResult.OK
 
 
 def crawl_command(config_file: str | None, rule_paths: Sequence[str], source: str,
@@ -109,7 +116,7 @@ class CrawlJobs:
         async with self.semaphore:
             if self._stopping:
                 now = utcnow()
-                return CrawlOutcome(source, "stopped", now, now, None, "service shutting down")
+                return CrawlOutcome(source, STOPPED, now, now, None, "service shutting down")
             outcome = await self._run_child(source)
         try:
             await asyncio.to_thread(self._record, outcome)
@@ -142,7 +149,7 @@ class CrawlJobs:
                 env=self.env,
             )
         except OSError as exc:
-            return CrawlOutcome(source, "failed", started, utcnow(), None, f"could not start: {exc}")
+            return CrawlOutcome(source, CrawlResult.FAILED, started, utcnow(), None, f"could not start: {exc}")
         self.running[source] = proc
         tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         reader = asyncio.create_task(_read_lines(proc.stderr, tail))
@@ -164,19 +171,19 @@ class CrawlJobs:
                 reader.cancel()
             if stopped:
                 # Recorded even when the awaiting task is cancelled (shutdown).
-                outcome = CrawlOutcome(source, "stopped", started, utcnow(), proc.returncode,
+                outcome = CrawlOutcome(source, STOPPED, started, utcnow(), proc.returncode,
                                        "stopped by service shutdown")
                 await asyncio.shield(asyncio.to_thread(self._record, outcome))
         finished = utcnow()
         rc = proc.returncode
         if timed_out:
             reason = f"timed out after {time.monotonic() - t0:.0f}s (limit {self.timeout:g}s); killed"
-            return CrawlOutcome(source, "timeout", started, finished, rc, reason)
+            return CrawlOutcome(source, CrawlResult.TIMEOUT, started, finished, rc, reason)
         if self._stopping and rc != 0:
-            return CrawlOutcome(source, "stopped", started, finished, rc, "stopped by service shutdown")
+            return CrawlOutcome(source, STOPPED, started, finished, rc, "stopped by service shutdown")
         if rc == 0:
-            return CrawlOutcome(source, "ok", started, finished, rc)
-        return CrawlOutcome(source, "failed", started, finished, rc, _failure_reason(rc, tail))
+            return CrawlOutcome(source, CrawlResult.OK, started, finished, rc)
+        return CrawlOutcome(source, CrawlResult.FAILED, started, finished, rc, _failure_reason(rc, tail))
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM to the group, then SIGKILL after the grace period."""
@@ -222,7 +229,7 @@ class CrawlJobs:
                 if own is None:
                     conn.execute(crawl_runs.insert().values(
                         source=outcome.source, started_at=outcome.started_at,
-                        finished_at=outcome.finished_at, result="ok"))
+                        finished_at=outcome.finished_at, result=CrawlResult.OK))
                 self._ensure_source_row(conn, outcome.source)
                 return
             left = conn.execute(
@@ -246,7 +253,7 @@ class CrawlJobs:
                 )
             )
 
-    def _ensure_source_row(self, conn, name: str) -> None:
+    def _ensure_source_row(self, conn: Connection, name: str) -> None:
         info = self.source_info(name) if self.source_info else None
         if info is not None:
             kind, url = info
@@ -283,7 +290,7 @@ def mark_interrupted_runs(store: Store, before: datetime) -> int:
         result = conn.execute(
             update(crawl_runs)
             .where(and_(crawl_runs.c.finished_at.is_(None), crawl_runs.c.started_at < before))
-            .values(finished_at=before, result="failed", error="interrupted: the service stopped")
+            .values(finished_at=before, result=CrawlResult.FAILED, error="interrupted: the service stopped")
         )
         return result.rowcount or 0
 
@@ -319,11 +326,6 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("source", nargs="+")
     args = parser.parse_args(argv)
     exit_with_parent()
-
-    from core.located import LocatedErrors
-    from lookout.cli import build_parser, run_command
-    from lookout.config import load_config
-
     try:
         config = load_config(args.config)
     except LocatedErrors as exc:
@@ -334,7 +336,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         config = config.model_copy(update={"rules": list(args.rules)})
     if args.sources:
         config = config.model_copy(update={"sources": args.sources})
-    return run_command(build_parser().parse_args(["crawl", *args.source]), config)
+    command = ["crawl", *args.source]
+    return run_command(build_parser(command).parse_args(command), config)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from core.store import Store, utcnow
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from sqlalchemy.engine import Connection
+
 
 class LockHeld(RuntimeError):
     """Another ``lookout run`` owns this database."""
@@ -138,7 +140,7 @@ class AdvisoryLock:
     def __init__(self, store: Store):
         self.store = store
         self.key = _advisory_key(store)
-        self._conn = None
+        self._conn: Connection | None = None
 
     def acquire(self) -> Holder:
         me = _me()
@@ -168,7 +170,7 @@ class AdvisoryLock:
             self._conn = None
 
 
-def advisory_holder(conn, key: int) -> str | None:
+def advisory_holder(conn: Connection, key: int) -> str | None:
     row = conn.execute(
         text(
             "select a.application_name, a.pid, a.client_addr from pg_locks l "

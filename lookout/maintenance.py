@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, text
 
+from alerts.outbox import OutboxState
 from core.store import Store, articles, crawl_failures, crawl_runs, matches, outbox, utcnow
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ def run_maintenance(store: Store, keep: timedelta | None, *, now: datetime | Non
     if keep is not None:
         cutoff = now - keep
         with store.begin() as conn:
-            in_flight = select(outbox.c.article_id).where(outbox.c.state.in_(("pending", "sending")))
+            in_flight = select(outbox.c.article_id).where(
+                outbox.c.state.in_((OutboxState.PENDING, OutboxState.SENDING)))
             old = select(articles.c.id).where(articles.c.first_seen < cutoff, articles.c.id.not_in(in_flight))
             # Explicit deletes of dependants: SQLite enforces cascades only with foreign_keys on,
             # and an explicit order is clear on every backend.

@@ -14,7 +14,8 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import UTC
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,10 +27,13 @@ from prometheus_client import (
 )
 from sqlalchemy import func, select
 
+from alerts.outbox import OutboxState
 from core.store import Store, articles, crawl_runs, matches, outbox, utcnow
+from crawler.state import CrawlResult
+from lookout.crawljobs import STOPPED
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime
 
 log = logging.getLogger(__name__)
@@ -60,8 +64,8 @@ class Metrics:
         self.latency = Histogram("lookout_alert_latency_seconds",
                                  "Article first seen by the crawler to its Telegram message",
                                  buckets=LATENCY_BUCKETS, registry=r)
-        self.rule_reload_errors = Counter("lookout_rule_reloads_refused", "Rule edits refused", registry=r)
-        for result in ("ok", "failed", "timeout", "stopped"):
+        self.rule_reloads_refused = Counter("lookout_rule_reloads_refused", "Rule edits refused", registry=r)
+        for result in (CrawlResult.OK, CrawlResult.FAILED, CrawlResult.TIMEOUT, STOPPED):
             self.crawls.labels(result)  # present at 0 from the start
         self._marks: _Watermarks | None = None
 
@@ -93,7 +97,7 @@ class Metrics:
                 m.match_id = new_match[1]
             sent = conn.execute(
                 select(outbox.c.sent_at, outbox.c.first_seen_at)
-                .where(outbox.c.state == "sent", outbox.c.sent_at > m.sent_at)
+                .where(outbox.c.state == OutboxState.SENT, outbox.c.sent_at > m.sent_at)
             ).all()
             for sent_at, first_seen in sent:
                 self.alerts_sent.inc()
@@ -102,22 +106,21 @@ class Metrics:
                 m.sent_at = max(m.sent_at, sent_at)
             failed = conn.execute(
                 select(func.count(), func.max(outbox.c.updated_at))
-                .where(outbox.c.state == "failed", outbox.c.updated_at > m.failed_at)).one()
+                .where(outbox.c.state == OutboxState.FAILED, outbox.c.updated_at > m.failed_at)).one()
             if failed[0]:
                 self.alerts_failed.inc(failed[0])
                 m.failed_at = failed[1]
             depth = conn.execute(
-                select(func.count()).where(outbox.c.state.in_(("pending", "sending")))).scalar_one()
+                select(func.count()).where(outbox.c.state.in_((OutboxState.PENDING, OutboxState.SENDING)))).scalar_one()
             self.queue_depth.set(depth)
             last_ok = dict(conn.execute(
                 select(crawl_runs.c.source, func.max(crawl_runs.c.finished_at))
-                .where(crawl_runs.c.result.in_(("ok", "partial"))).group_by(crawl_runs.c.source)).all())
+                .where(crawl_runs.c.result.in_((CrawlResult.OK, CrawlResult.PARTIAL))).group_by(crawl_runs.c.source)
+            ).all())
         for name in source_names:
             at = last_ok.get(name)
             if at is not None:
                 if at.tzinfo is None:
-                    from datetime import UTC
-
                     at = at.replace(tzinfo=UTC)
                 self.staleness.labels(name).set(max(0.0, (now - at).total_seconds()))
             else:
@@ -132,9 +135,10 @@ class Metrics:
 
 
 class HttpEndpoint:
-    """A tiny HTTP/1.1 server on the service's loop: no thread, no framework."""
+    """A tiny HTTP/1.1 server on the service's loop: no thread, no framework. ``health`` says
+    whether the service is healthy (200, else 503) and what ``/healthz`` shows as JSON."""
 
-    def __init__(self, metrics: Metrics, health: Callable[[], tuple[bool, dict[str, Any]]],
+    def __init__(self, metrics: Metrics, health: Callable[[], tuple[bool, Mapping[str, object]]],
                  host: str, port: int):
         self.metrics = metrics
         self.health = health

@@ -1,14 +1,12 @@
 """The service (``lookout run``): one process, one asyncio loop, holding the database lock.
 
-On that loop run python-telegram-bot's Application (the bot), an APScheduler 3 AsyncIOScheduler
-and the dispatcher. Scheduled jobs: each source's crawl (a subprocess, see ``lookout.crawljobs``),
-the rule-file watcher (a broken edit is refused, admins are told, the old rules stay), the
-sources-file watcher (the schedule is rebuilt when it changes), metrics refresh, and daily
-maintenance. After each crawl the dispatcher is poked so new alerts go out within seconds.
-
-Crawl subprocesses read the rules and sources from snapshots of the files the service last
-accepted, never from the files on disk directly: a broken edit must not reach a crawl while the old
-rules and schedule stay.
+On that loop run an APScheduler 3 AsyncIOScheduler and, with a token, the Telegram bot and the
+dispatcher (``lookout.delivery``). Scheduled jobs: each source's crawl (a subprocess, see
+``lookout.crawljobs``), the rule-file watcher (a broken edit is refused, admins are told, the old
+rules stay), the sources-file watcher (the schedule is rebuilt when it changes; a broken edit is
+refused the same way), the metrics and next-runs refresh, and daily maintenance. Crawls read the
+accepted rule and sources files from snapshots (``lookout.snapshots``). After each crawl the
+dispatcher is woken so new alerts go out within seconds.
 
 SIGTERM / SIGINT: no new crawls start; running ones get a short grace then are killed; the
 dispatcher finishes the message in flight (the outbox ledger covers a hard kill); the bot stops
@@ -18,39 +16,43 @@ polling; the lock is released.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import html
 import logging
-import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
 
+from alerts.format import esc
 from core.store import Store, sources, utcnow
 from crawler.state import upsert_source
+from lookout.botreports import StatusReports
 from lookout.crawljobs import CrawlJobs, CrawlOutcome, crawl_command, mark_interrupted_runs
+from lookout.delivery import TelegramDelivery
+from lookout.loaders import gazetteer_for
 from lookout.lock import ServiceLock
+from lookout.maintenance import run_maintenance
 from lookout.metrics import HttpEndpoint, Metrics
 from lookout.scheduler import CrawlSchedule
+from lookout.snapshots import AcceptedRules, AcceptedSources, state_dir_for
+from rules.reload import RuleWatcher
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
+    from alerts.dispatcher import DispatchSummary
     from lookout.config import Config
+    from rules.reload import ReloadResult
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_CRAWL_GRACE = 10.0  # seconds a running crawl gets to finish on SIGTERM
-DISPATCHER_STOP_TIMEOUT = 30.0
-TELEGRAM_TEXT_LIMIT = 4000
+SHOWN_ERRORS = 20  # errors of a refused edit quoted to the admins
 
 
 @dataclass
@@ -62,7 +64,31 @@ class ServiceOptions:
     stagger: float = 1.0  # seconds between first crawls at start
     maintenance_cron: str = "30 3 * * *"  # daily, UTC
     dispatch_idle: float = 2.0  # dispatcher re-checks the outbox at least this often
-    state_dir: Path | None = None  # rule snapshots; default: next to the database / config
+    state_dir: Path | None = None  # rule and sources snapshots; default: ``snapshots.state_dir_for``
+
+
+@dataclass(frozen=True)
+class Health:
+    """How the service is, as ``/healthz`` shows it (``ok``: answered 200, else 503)."""
+
+    ok: bool
+    scheduler: str  # running | stopped
+    dispatcher: str  # running | stopped | disabled (no telegram token)
+    seconds_since_tick: float  # since a watcher or refresh job last ran: a stuck loop shows here
+    rules_version: str | None
+    rule_errors: int  # errors of the last refused rule edit
+    crawls_running: list[str]
+
+    def details(self) -> dict[str, object]:
+        return {
+            "status": "ok" if self.ok else "unhealthy",
+            "scheduler": self.scheduler,
+            "dispatcher": self.dispatcher,
+            "seconds_since_tick": self.seconds_since_tick,
+            "rules_version": self.rules_version,
+            "rule_errors": self.rule_errors,
+            "crawls_running": self.crawls_running,
+        }
 
 
 class Service:
@@ -78,15 +104,11 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.schedule: CrawlSchedule | None = None
         self.crawls: CrawlJobs | None = None
-        self.watcher: Any = None  # rules.reload.RuleWatcher
-        self.app: Any = None  # telegram.ext.Application when a token is set
-        self.dispatcher: Any = None
-        self.dispatch_task: asyncio.Task | None = None
+        self.state_dir = self.options.state_dir or state_dir_for(config)
+        self.accepted_rules: AcceptedRules | None = None  # loaded at start
+        self.accepted_sources = AcceptedSources(config, self.state_dir)
+        self.delivery = TelegramDelivery(config.telegram, dispatch_idle=self.options.dispatch_idle)
         self.http: HttpEndpoint | None = None
-        self.rule_snapshot: list[str] = []
-        self.sources_snapshot: str | None = None
-        self.rule_errors: list[str] = []
-        self._sources_fingerprint: str | None = None
         self._last_tick = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -110,7 +132,7 @@ class Service:
             await self._start()
             log.info("service running sources=%d telegram=%s",
                      len(self.schedule.sources) if self.schedule else 0,
-                     "on" if self.app is not None else "off")
+                     "on" if self.delivery.started else "off")
             await self.stop_event.wait()
             log.info("service stopping")
         finally:
@@ -126,9 +148,6 @@ class Service:
         self.stop_event.set()
 
     async def _start(self) -> None:
-        from lookout.loaders import sources_from_config
-        from rules.reload import RuleWatcher
-
         config, store = self.config, self.store
         assert store is not None
         # APScheduler logs every job run at INFO: our own lines already say what happened.
@@ -137,42 +156,39 @@ class Service:
         if closed:
             log.warning("closed %d crawl run(s) left unfinished by a previous service", closed)
         # Errors in the rule or sources files at start are fatal (LocatedErrors): nothing to keep.
-        from lookout.loaders import gazetteer_for
-
         gazetteer = await asyncio.to_thread(gazetteer_for, config)
-        self.watcher = await asyncio.to_thread(lambda: RuleWatcher(config.rule_paths(), gazetteer=gazetteer))
-        self._snapshot_rules()
-        data = self._read_sources()
-        initial_sources = sources_from_config(config)
-        self._sources_fingerprint = _sha(data)
-        self._snapshot_sources(data, initial_sources)
+        watcher = await asyncio.to_thread(RuleWatcher, config.rule_paths(), gazetteer=gazetteer)
+        self.accepted_rules = rules = AcceptedRules(watcher, self.state_dir)
+        initial_sources = self.accepted_sources.load()
 
         self.crawls = CrawlJobs(
-            store, command=self._command, parallel=config.crawl.parallel, timeout=config.crawl.timeout,
+            store, command=self._crawl_command, parallel=config.crawl.parallel, timeout=config.crawl.timeout,
             on_finished=self._crawl_finished, source_info=self._source_info,
         )
         self.scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
         self.schedule = CrawlSchedule(self.scheduler, self.crawls.run, stagger=self.options.stagger)
         opts = self.options
-        self.scheduler.add_job(self._poll_rules, IntervalTrigger(seconds=opts.rules_poll), id="rules-watch",
+        self.scheduler.add_job(self._watch_rules, IntervalTrigger(seconds=opts.rules_poll), id="rules-watch",
                                replace_existing=True, misfire_grace_time=30)
-        if isinstance(config.sources, str):
-            self.scheduler.add_job(self._poll_sources, IntervalTrigger(seconds=opts.sources_poll),
+        if self.accepted_sources.from_file:
+            self.scheduler.add_job(self._watch_sources, IntervalTrigger(seconds=opts.sources_poll),
                                    id="sources-watch", replace_existing=True, misfire_grace_time=30)
-        self.scheduler.add_job(self._refresh, IntervalTrigger(seconds=opts.metrics_every), id="metrics",
-                               replace_existing=True, misfire_grace_time=30)
+        self.scheduler.add_job(self._refresh_metrics_and_next_runs, IntervalTrigger(seconds=opts.metrics_every),
+                               id="metrics", replace_existing=True, misfire_grace_time=30)
         daily = CronTrigger.from_crontab(opts.maintenance_cron, timezone="UTC")
         self.scheduler.add_job(self._maintenance, daily, id="maintenance", replace_existing=True,
                                misfire_grace_time=3600)
         self.scheduler.start()
         self.schedule.apply(initial_sources)
-        await asyncio.to_thread(self._sync_sources_table)
+        await asyncio.to_thread(self._write_next_runs)
 
-        await self._start_telegram()
+        await self.delivery.start(store, rules=lambda: rules.current, on_crawl=self._on_crawl_command,
+                                  on_reload=self._on_reload_command, after_pass=self._after_dispatch,
+                                  reports=StatusReports(self.config, store))
         if opts.http is not None:
-            self.http = HttpEndpoint(self.metrics, self.health, *opts.http)
+            self.http = HttpEndpoint(self.metrics, self._healthz, *opts.http)
             await self.http.start()
-        await self._refresh()
+        await self._refresh_metrics_and_next_runs()
 
     async def _stop(self) -> None:
         # Pause, not shut down, first: shutting down the scheduler cancels the running job tasks
@@ -183,25 +199,7 @@ class Service:
             await self.crawls.stop(SHUTDOWN_CRAWL_GRACE)
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        if self.dispatch_task is not None:
-            self._stop_dispatcher()
-            try:
-                await asyncio.wait_for(self.dispatch_task, timeout=DISPATCHER_STOP_TIMEOUT)
-            except (TimeoutError, asyncio.CancelledError):
-                # In-flight rows stay in "sending": the next start resends them (at most one duplicate).
-                log.warning("dispatcher did not stop in %.0fs; cancelled", DISPATCHER_STOP_TIMEOUT)
-            except Exception:
-                log.exception("dispatcher failed while stopping")
-        if self.sender is not None:
-            with contextlib.suppress(Exception):
-                await self.sender.close()
-        if self.app is not None:
-            from alerts.bot import stop_bot
-
-            try:
-                await stop_bot(self.app)
-            except Exception:
-                log.exception("bot did not stop cleanly")
+        await self.delivery.stop()
         if self.http is not None:
             await self.http.stop()
         if self.lock is not None:
@@ -209,72 +207,15 @@ class Service:
         if self.store is not None:
             self.store.dispose()
 
-    # -- telegram --------------------------------------------------------------------------------
-
-    sender: Any = None
-    _dispatch_stop: asyncio.Event | None = None
-
-    async def _start_telegram(self) -> None:
-        config = self.config
-        if config.telegram.token is None:
-            log.warning(
-                "telegram delivery disabled: no telegram.token (set TELEGRAM_BOT_TOKEN); crawling and "
-                "matching go on and alerts wait in the outbox until the service runs with a token")
-            return
-        from alerts.bot import build_application, start_bot
-        from alerts.dispatcher import Dispatcher
-        from alerts.telegram import PTBSender
-
-        assert self.store is not None
-        self.app = build_application(config.telegram, self.store, lambda: self.watcher.current,
-                                     on_crawl=self._on_crawl_command, on_reload=self._on_reload_command)
-        await start_bot(self.app, config.telegram)
-        self.sender = PTBSender(config.telegram.token.get_secret_value(), config.telegram.api_url)
-        self.dispatcher = Dispatcher(self.store, self.sender, config.telegram)
-        self._dispatch_stop = asyncio.Event()
-        # Woken at once by a finished crawl (poke_dispatcher), else when the next held or retried
-        # row is due, else every dispatch_idle seconds.
-        self.dispatch_task = asyncio.create_task(
-            self.dispatcher.run_forever(self._dispatch_stop, poll=self.options.dispatch_idle,
-                                        on_pass=self._after_dispatch),
-            name="dispatcher",
-        )
-
-    async def _after_dispatch(self, summary) -> None:
-        if summary.sent or summary.failed:
-            log.info("dispatch pass %s", _fields(summary))
-            await self._refresh()
-
-    def _stop_dispatcher(self) -> None:
-        if self._dispatch_stop is not None:
-            self._dispatch_stop.set()
-
-    def poke_dispatcher(self) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.wake()
-
-    async def tell_admins(self, text: str) -> None:
-        if self.app is None or not self.config.telegram.admins:
-            return
-        body = text
-        if len(body) > TELEGRAM_TEXT_LIMIT:
-            # Cut at a line end: each line is whole HTML, a cut inside a tag or entity makes
-            # Telegram refuse the message and the admins would hear nothing.
-            cut = body.rfind("\n", 0, TELEGRAM_TEXT_LIMIT - 2)
-            body = body[: cut if cut > 0 else 0] + "\n…"
-        for admin in self.config.telegram.admins:
-            try:
-                await self.app.bot.send_message(chat_id=admin, text=body)
-            except Exception as exc:
-                log.warning("could not tell admin chat=%s: %s", admin, exc)
-
     # -- jobs ------------------------------------------------------------------------------------
 
-    def _command(self, source: str) -> list[str]:
+    def _crawl_command(self, source: str) -> list[str]:
+        """The crawl child's command line, on the accepted rule and sources files."""
         if self._command_override is not None:
             return self._command_override(source)
         origin = str(Path(self.config.origin).resolve()) if self.config.origin else None
-        return crawl_command(origin, self.rule_snapshot, source, self.sources_snapshot)
+        rule_paths = self.accepted_rules.paths if self.accepted_rules is not None else []
+        return crawl_command(origin, rule_paths, source, self.accepted_sources.path)
 
     def _source_info(self, name: str) -> tuple[str, str] | None:
         src = self.schedule.sources.get(name) if self.schedule else None
@@ -282,98 +223,66 @@ class Service:
 
     async def _crawl_finished(self, outcome: CrawlOutcome) -> None:
         self.metrics.count_crawl(outcome.result)
-        self.poke_dispatcher()
-        await self._refresh()
+        self.delivery.wake()
+        await self._refresh_metrics_and_next_runs()
 
-    async def _poll_rules(self) -> None:
+    async def _after_dispatch(self, summary: DispatchSummary) -> None:
+        if summary.sent or summary.failed:
+            log.info("dispatch pass %s", " ".join(f"{f.name}={getattr(summary, f.name)}" for f in fields(summary)))
+            await self._refresh_metrics_and_next_runs()
+
+    async def _reload_rules(self) -> ReloadResult:
+        """Every rule reload (the rule-file watcher, the bot's /reload): changed files are re-read,
+        an accepted set is snapshotted for crawls, a refused one is counted and its errors kept."""
+        assert self.accepted_rules is not None
+        result = await asyncio.to_thread(self.accepted_rules.reload)
+        if result.changed and not result.reloaded:
+            self.metrics.rule_reloads_refused.inc()
+        return result
+
+    async def _watch_rules(self) -> None:
         self._last_tick = time.monotonic()
-        result = await asyncio.to_thread(self.watcher.poll)
-        if not result.changed:
-            return
-        if result.reloaded:
-            self.rule_errors = []
-            self._snapshot_rules()
-            return
-        self.metrics.rule_reload_errors.inc()
-        self.rule_errors = [str(e) for e in result.errors]
-        await self.tell_admins(
-            "⚠️ Rule edit refused; the previous rules (version "
-            f"{html.escape(result.version)}) stay in force:\n"
-            + "\n".join(f"<code>{html.escape(e)}</code>" for e in self.rule_errors[:20])
-        )
+        result = await self._reload_rules()
+        if result.changed and not result.reloaded:
+            assert self.accepted_rules is not None
+            await self.delivery.tell_admins(
+                "⚠️ Rule edit refused; the previous rules (version "
+                f"{esc(result.version)}) stay in force:\n" + _quoted(self.accepted_rules.errors))
 
-    def _read_sources(self) -> bytes | None:
-        if not isinstance(self.config.sources, str):
-            return None
-        try:
-            return self.config.resolve(self.config.sources).read_bytes()
-        except OSError:
-            return None
-
-    def _snapshot_sources(self, data: bytes | None, accepted: list[Any]) -> None:
-        """Keep the accepted sources file where crawl children read it: a child reading the file
-        on disk would fail on a refused edit while the schedule carries on with the old one."""
-        from crawler.sources import load_sources
-
-        if data is None:
+    async def _watch_sources(self) -> None:
+        found = await asyncio.to_thread(self.accepted_sources.poll)
+        if found.errors:
+            await self.delivery.tell_admins("⚠️ Sources edit refused; the schedule stays as it was:\n"
+                                            + _quoted(found.errors))
             return
-        path = self._state_dir() / "sources" / f"{_sha(data)}.yaml"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            if list(load_sources(path)) != list(accepted):
-                return  # the file changed while being read: the next poll takes it
-        except Exception as exc:
-            log.info("sources snapshot deferred: %s", exc)
-            return
-        previous, self.sources_snapshot = self.sources_snapshot, str(path)
-        if previous and previous != self.sources_snapshot:
-            with contextlib.suppress(OSError):
-                Path(previous).unlink()
-
-    async def _poll_sources(self) -> None:
-        from core.located import LocatedErrors
-        from lookout.loaders import sources_from_config
-
-        data = self._read_sources()
-        fingerprint = _sha(data)
-        if fingerprint == self._sources_fingerprint:
-            return
-        self._sources_fingerprint = fingerprint
-        try:
-            fresh = sources_from_config(self.config)
-        except LocatedErrors as exc:
-            errors = [str(e) for e in exc.errors]
-            for e in errors:
-                log.error("sources not reloaded: %s", e)
-            await self.tell_admins("⚠️ Sources edit refused; the schedule stays as it was:\n"
-                                   + "\n".join(f"<code>{html.escape(e)}</code>" for e in errors[:20]))
+        if found.accepted is None:
             return
         assert self.schedule is not None
-        self._snapshot_sources(data, fresh)
-        change = self.schedule.apply(fresh)
+        change = self.schedule.apply(found.accepted)
         for name in change.removed:
             self.metrics.drop_source(name)
-        await asyncio.to_thread(self._sync_sources_table)
+        await asyncio.to_thread(self._write_next_runs)
 
-    async def _refresh(self) -> None:
+    async def _refresh_metrics_and_next_runs(self) -> None:
+        """The metrics job, also run after each crawl and each dispatch pass that sent or failed
+        something: the store-derived metrics brought up to date, the next runs written."""
         self._last_tick = time.monotonic()
         try:
+            assert self.store is not None
             names = list(self.schedule.sources) if self.schedule else []
             await asyncio.to_thread(self.metrics.refresh, self.store, names)
-            await asyncio.to_thread(self._sync_sources_table)
+            await asyncio.to_thread(self._write_next_runs)
         except Exception:
             log.exception("metrics refresh failed")
 
     async def _maintenance(self) -> None:
-        from lookout.maintenance import run_maintenance
-
         try:
+            assert self.store is not None
             await asyncio.to_thread(run_maintenance, self.store, self.config.keep_articles)
         except Exception:
             log.exception("maintenance failed")
 
-    def _sync_sources_table(self) -> None:
+    def _write_next_runs(self) -> None:
         """Scheduled next runs into ``sources.next_run_at``, for ``lookout status`` (another process)."""
         if self.schedule is None or self.store is None:
             return
@@ -383,45 +292,6 @@ class Service:
                 src = self.schedule.sources[name]
                 upsert_source(conn, name, src.kind, src.url)
                 conn.execute(update(sources).where(sources.c.name == name).values(next_run_at=at))
-
-    # -- rule snapshots for crawl children ------------------------------------------------------
-
-    def _state_dir(self) -> Path:
-        if self.options.state_dir is not None:
-            return self.options.state_dir
-        url = self.config.database_url()
-        if url.startswith("sqlite:///") and ":memory:" not in url:
-            return Path(url.removeprefix("sqlite:///")).parent / "service-state"
-        return self.config.base_dir / "var" / "service-state"
-
-    def _snapshot_rules(self) -> None:
-        """Copy the accepted rule files where crawl children read them. Only written when the files
-        on disk still hold exactly the accepted version (else the next poll sees the change)."""
-        from rules.loader import load_ruleset_texts
-
-        ruleset = self.watcher.current
-        try:
-            texts = {str(f): Path(f).read_text(encoding="utf-8") for f in ruleset.files}
-            if load_ruleset_texts(texts).version != ruleset.version:
-                return
-        except Exception as exc:
-            log.info("rule snapshot deferred: %s", exc)
-            return
-        root = self._state_dir() / "rules" / ruleset.version
-        paths = []
-        for f in ruleset.files:
-            src = Path(f).resolve()
-            dest = root / src.relative_to(src.anchor)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(texts[str(f)], encoding="utf-8")
-            _copy_side_files(src.parent, dest.parent)
-            paths.append(str(dest))
-        self.rule_snapshot = paths
-        log.info("rules in force version=%s files=%d", ruleset.version, len(paths))
-        # Older snapshots are no longer read by new crawls; keep the newest few for running ones.
-        snapshots = sorted((root.parent).iterdir(), key=lambda p: p.stat().st_mtime)
-        for old in snapshots[:-3]:
-            shutil.rmtree(old, ignore_errors=True)
 
     # -- bot callbacks ---------------------------------------------------------------------------
 
@@ -433,55 +303,38 @@ class Service:
         return f"Unknown source {name!r}; known: {known}."
 
     async def _on_reload_command(self) -> str:
-        result = await asyncio.to_thread(self.watcher.poll)
+        result = await self._reload_rules()
         if result.reloaded:
-            self.rule_errors = []
-            self._snapshot_rules()
             return f"Rules reloaded: version {result.version}."
         if result.errors:
-            self.rule_errors = [str(e) for e in result.errors]
+            assert self.accepted_rules is not None
             return ("Rule edit refused; version " + result.version + " stays in force:\n"
-                    + "\n".join(self.rule_errors[:20]))
+                    + "\n".join(self.accepted_rules.errors[:SHOWN_ERRORS]))
         return f"Rules unchanged (version {result.version})."
 
     # -- health ----------------------------------------------------------------------------------
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
+    def health(self) -> Health:
         scheduler_ok = self.scheduler is not None and self.scheduler.running
-        if self.app is None:
-            dispatcher = "disabled (no telegram token)"
-            dispatcher_ok = True
-        else:
-            alive = self.dispatch_task is not None and not self.dispatch_task.done()
-            dispatcher, dispatcher_ok = ("running" if alive else "stopped"), alive
+        dispatcher, dispatcher_ok = self.delivery.dispatcher_state()
         lag = time.monotonic() - self._last_tick
         loop_ok = lag < max(60.0, 5 * self.options.metrics_every)
-        ok = scheduler_ok and dispatcher_ok and loop_ok
-        return ok, {
-            "status": "ok" if ok else "unhealthy",
-            "scheduler": "running" if scheduler_ok else "stopped",
-            "dispatcher": dispatcher,
-            "seconds_since_tick": round(lag, 1),
-            "rules_version": self.watcher.current.version if self.watcher else None,
-            "rule_errors": len(self.rule_errors),
-            "crawls_running": sorted(self.crawls.running) if self.crawls else [],
-        }
+        rules = self.accepted_rules
+        return Health(
+            ok=scheduler_ok and dispatcher_ok and loop_ok,
+            scheduler="running" if scheduler_ok else "stopped",
+            dispatcher=dispatcher,
+            seconds_since_tick=round(lag, 1),
+            rules_version=rules.current.version if rules is not None else None,
+            rule_errors=len(rules.errors) if rules is not None else 0,
+            crawls_running=sorted(self.crawls.running) if self.crawls else [],
+        )
+
+    def _healthz(self) -> tuple[bool, dict[str, object]]:
+        health = self.health()
+        return health.ok, health.details()
 
 
-def _copy_side_files(src_dir: Path, dest_dir: Path) -> None:
-    """GeoJSON fences referenced relative to a rule file travel with the snapshot."""
-    for pattern in ("*.geojson", "*/*.geojson", "*.json", "*/*.json"):
-        for f in src_dir.glob(pattern):
-            target = dest_dir / f.relative_to(src_dir)
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, target)
-
-
-def _sha(data: bytes | None) -> str | None:
-    return hashlib.sha256(data).hexdigest() if data is not None else None
-
-
-def _fields(obj: Any) -> str:
-    values = getattr(obj, "__dict__", {})
-    return " ".join(f"{k}={v}" for k, v in values.items() if not k.startswith("_"))
+def _quoted(errors: Sequence[str]) -> str:
+    """The first errors of a refused edit, one ``<code>`` line each, for the admins."""
+    return "\n".join(f"<code>{esc(e)}</code>" for e in errors[:SHOWN_ERRORS])

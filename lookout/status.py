@@ -8,17 +8,27 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, overload
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, case, func, select
 
+from alerts.outbox import OutboxState
 from core.durations import format_duration
-from core.store import Store, articles, chats, crawl_runs, outbox, sources, subscriptions, utcnow
+from core.located import LocatedErrors
+from core.store import Store, articles, chats, crawl_runs, outbox, redact_url, sources, subscriptions, utcnow
+from crawler.state import CrawlResult
+from lookout.loaders import sources_from_config
+from lookout.lock import service_holder
+from rules import load_ruleset
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from sqlalchemy import ColumnElement, Row
+    from sqlalchemy.engine import Connection
+
+    from crawler.sources import Source
     from lookout.config import Config
 
 DAY = timedelta(hours=24)
@@ -129,13 +139,10 @@ def gather_status(
     store: Store,
     *,
     now: datetime | None = None,
-    configured_sources: Sequence[Any] | None = None,
+    configured_sources: Sequence[Source] | None = None,
     load_rules: bool = True,
     service: str | None = None,
 ) -> StatusReport:
-    from core.store import redact_url
-    from lookout.lock import service_holder
-
     now = now or utcnow()
     report = StatusReport(
         generated_at=now,
@@ -155,27 +162,24 @@ def gather_status(
     return report
 
 
-def _configured_sources(config: Config) -> tuple[list[Any], list[str]]:
-    from core.located import LocatedErrors
-    from lookout.loaders import sources_from_config
-
+def _configured_sources(config: Config) -> tuple[list[Source], list[str]]:
     try:
         return list(sources_from_config(config)), []
     except LocatedErrors as exc:
         return [], [str(e) for e in exc.errors]
 
 
-def _sources(conn, configured: Sequence[Any], config: Config, now: datetime) -> list[SourceStatus]:
+def _sources(conn: Connection, configured: Sequence[Source], config: Config, now: datetime) -> list[SourceStatus]:
     rows = {r.name: r for r in conn.execute(select(sources))}
     since = now - DAY
-    counts = dict(
+    counts: dict[str, int] = dict(
         conn.execute(
             select(articles.c.source, func.count()).where(articles.c.first_seen >= since)
             .group_by(articles.c.source)
         ).all()
     )
     # The newest finished run per source: its result is what the operator wants to see.
-    latest_runs = {}
+    latest_runs: dict[str, Row[Any]] = {}
     for r in conn.execute(
         select(crawl_runs).where(crawl_runs.c.finished_at.is_not(None)).order_by(crawl_runs.c.id)
     ):
@@ -183,7 +187,7 @@ def _sources(conn, configured: Sequence[Any], config: Config, now: datetime) -> 
     successes = dict(
         conn.execute(
             select(crawl_runs.c.source, func.max(crawl_runs.c.finished_at))
-            .where(crawl_runs.c.result.in_(("ok", "partial"))).group_by(crawl_runs.c.source)
+            .where(crawl_runs.c.result.in_((CrawlResult.OK, CrawlResult.PARTIAL))).group_by(crawl_runs.c.source)
         ).all()
     )
     out: list[SourceStatus] = []
@@ -201,7 +205,7 @@ def _sources(conn, configured: Sequence[Any], config: Config, now: datetime) -> 
         else:
             last_result = getattr(row, "last_result", None)
             last_error = getattr(row, "last_error", None)
-        if last_error is None and row is not None and last_result not in ("ok", None):
+        if last_error is None and row is not None and last_result not in (CrawlResult.OK, None):
             last_error = row.last_error
         staleness = (now - last_success).total_seconds() if last_success else None
         stale = False
@@ -226,9 +230,11 @@ def _sources(conn, configured: Sequence[Any], config: Config, now: datetime) -> 
     return out
 
 
+@overload
+def _aware(value: datetime) -> datetime: ...
+@overload
+def _aware(value: datetime | None) -> datetime | None: ...
 def _aware(value: datetime | None) -> datetime | None:
-    from datetime import UTC
-
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
@@ -239,7 +245,7 @@ def _latest(*values: datetime | None) -> datetime | None:
     return max(present) if present else None
 
 
-def _outbox(conn, now: datetime) -> OutboxStatus:
+def _outbox(conn: Connection, now: datetime) -> OutboxStatus:
     by_state: dict[str, int] = {}
     held = 0
     has_held = "held" in outbox.c
@@ -248,32 +254,30 @@ def _outbox(conn, now: datetime) -> OutboxStatus:
         cols.append(func.sum(_as_int(outbox.c.held)))
     for row in conn.execute(select(*cols).group_by(outbox.c.state)):
         by_state[row[0]] = int(row[1])
-        if has_held and row[0] == "pending":
+        if has_held and row[0] == OutboxState.PENDING:
             held = int(row[2] or 0)
     sent_24h = conn.execute(
-        select(func.count()).where(outbox.c.state == "sent", outbox.c.sent_at >= now - DAY)
+        select(func.count()).where(outbox.c.state == OutboxState.SENT, outbox.c.sent_at >= now - DAY)
     ).scalar_one()
     return OutboxStatus(
-        pending=by_state.get("pending", 0), held=held, sending=by_state.get("sending", 0),
-        failed=by_state.get("failed", 0), cancelled=by_state.get("cancelled", 0),
-        sent_24h=int(sent_24h), sent_total=by_state.get("sent", 0),
+        pending=by_state.get(OutboxState.PENDING, 0), held=held, sending=by_state.get(OutboxState.SENDING, 0),
+        failed=by_state.get(OutboxState.FAILED, 0), cancelled=by_state.get(OutboxState.CANCELLED, 0),
+        sent_24h=int(sent_24h), sent_total=by_state.get(OutboxState.SENT, 0),
     )
 
 
-def _as_int(column):
-    from sqlalchemy import Integer, case
-
+def _as_int(column: ColumnElement[bool]) -> ColumnElement[int]:
     return case((column.is_(True), 1), else_=0).cast(Integer)
 
 
-def _subscribers(conn) -> SubscriberStatus:
+def _subscribers(conn: Connection) -> SubscriberStatus:
     with_subs = conn.execute(select(func.count(func.distinct(subscriptions.c.chat_id)))).scalar_one()
     paused = conn.execute(select(func.count()).where(chats.c.paused.is_(True))).scalar_one()
     total = conn.execute(select(func.count()).select_from(subscriptions)).scalar_one()
     return SubscriberStatus(chats=int(with_subs), paused_chats=int(paused), subscriptions=int(total))
 
 
-def latency_samples(conn, since: datetime) -> tuple[list[float], list[float]]:
+def latency_samples(conn: Connection, since: datetime) -> tuple[list[float], list[float]]:
     """(first seen → sent, published → sent) in seconds for alerts sent since ``since``.
 
     Published times are used only when plausible (not after first sight, at most a day before):
@@ -281,9 +285,10 @@ def latency_samples(conn, since: datetime) -> tuple[list[float], list[float]]:
     rows = conn.execute(
         select(outbox.c.first_seen_at, outbox.c.sent_at, articles.c.published)
         .select_from(outbox.join(articles, articles.c.id == outbox.c.article_id))
-        .where(outbox.c.state == "sent", outbox.c.sent_at >= since, outbox.c.first_seen_at.is_not(None))
+        .where(outbox.c.state == OutboxState.SENT, outbox.c.sent_at >= since, outbox.c.first_seen_at.is_not(None))
     ).all()
-    seen, published = [], []
+    seen: list[float] = []
+    published: list[float] = []
     for first_seen, sent, pub in rows:
         first_seen, sent, pub = _aware(first_seen), _aware(sent), _aware(pub)
         seen.append(max(0.0, (sent - first_seen).total_seconds()))
@@ -292,7 +297,7 @@ def latency_samples(conn, since: datetime) -> tuple[list[float], list[float]]:
     return seen, published
 
 
-def _latency(conn, now: datetime) -> LatencyStatus:
+def _latency(conn: Connection, now: datetime) -> LatencyStatus:
     seen, published = latency_samples(conn, now - DAY)
     return LatencyStatus(
         samples=len(seen),
@@ -309,12 +314,8 @@ def _round(value: float | None) -> float | None:
 
 def rules_status(config: Config) -> RulesStatus:
     """The rules on disk as the service would load them: files, version, or every error."""
-    from core.located import LocatedErrors
-
     paths = [str(p) for p in config.rule_paths()]
     try:
-        from rules import load_ruleset
-
         ruleset = load_ruleset(config.rule_paths())
     except LocatedErrors as exc:
         return RulesStatus(files=paths, version=None, rules=0, errors=[str(e) for e in exc.errors])
@@ -322,7 +323,7 @@ def rules_status(config: Config) -> RulesStatus:
         return RulesStatus(files=paths, version=None, rules=0, errors=[f"{type(exc).__name__}: {exc}"])
     return RulesStatus(
         files=[str(f) for f in ruleset.files], version=ruleset.version,
-        rules=len(getattr(ruleset, "rules", ()) or ()), errors=[],
+        rules=len(ruleset.rules), errors=[],
     )
 
 
@@ -359,7 +360,7 @@ def render_text(report: StatusReport) -> str:
             f"{s.last_result or '-':<8} next {_ago(s.next_run, now) if s.next_run else '-':<10} "
             f"24h {s.articles_24h:>4} articles{flag}"
         )
-        if s.last_error and s.last_result not in ("ok",):
+        if s.last_error and s.last_result != CrawlResult.OK:
             lines.append(f"  {'':<20} last error: {s.last_error}")
     o = report.outbox
     if o is not None:

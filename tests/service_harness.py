@@ -124,7 +124,7 @@ def lookout(config: Path, *args: str, timeout: float = 60) -> subprocess.Complet
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("TELEGRAM_BOT_TOKEN", None)
     return subprocess.run([sys.executable, "-m", "lookout.cli", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=config.parent, env=env)
+                          capture_output=True, text=True, timeout=timeout, cwd=config.parent, env=env, check=False)
 
 
 _STORY_WORDS = [
@@ -139,7 +139,7 @@ def matching_article(slug: str, title: str, n: int = 0):
     ``slug`` gets its own wording, so articles are separate stories, not syndicated copies."""
     import random
 
-    from lookout.newssite import SiteArticle
+    from support.newssite import SiteArticle
 
     rng = random.Random(slug)
     words = _STORY_WORDS[:]

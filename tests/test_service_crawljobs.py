@@ -68,8 +68,7 @@ def _alive(pid: int) -> bool:
         return False
     # A zombie is dead for our purposes.
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
 
@@ -212,9 +211,9 @@ def test_crawl_child_dies_with_a_killed_service(tmp_path):
     import subprocess
 
     from service_harness import ROOT, write_config
+    from support.newssite import NewsSite
 
     from core.store import Store
-    from lookout.newssite import NewsSite
 
     with NewsSite() as site:
         config = write_config(

@@ -12,18 +12,18 @@ from pathlib import Path
 
 from service_harness import ROOT, matching_article, write_config
 from sqlalchemy import select
+from support.newssite import NewsSite
 
 from core.store import articles, crawl_runs
 from lookout.config import load_config
-from lookout.newssite import NewsSite
 from lookout.service import Service, ServiceOptions
 
 QUICK = ServiceOptions(rules_poll=0.3, sources_poll=0.3, metrics_every=1.0, stagger=0.1)
 
 
-async def _until(predicate, timeout: float) -> bool:
+async def _until(predicate, within: float) -> bool:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while loop.time() < deadline:
         if predicate():
             return True
@@ -65,10 +65,10 @@ def test_refused_sources_edit_keeps_crawls_on_the_accepted_sources(tmp_path):
         async def scenario():
             task = asyncio.create_task(service.run())
             assert await _until(lambda: service.schedule is not None, 30)
-            accepted = service._sources_fingerprint
+            accepted = service.accepted_sources.fingerprint
             sources_file.write_text(sources_file.read_text().replace("every:", "evry:"))
-            refused = await _until(lambda: service._sources_fingerprint != accepted, 15)
-            command = service._command("monitor")
+            refused = await _until(lambda: service.accepted_sources.fingerprint != accepted, 15)
+            command = service._crawl_command("monitor")
             service._on_signal(15)
             await asyncio.wait_for(task, 60)
             return refused, command
@@ -77,7 +77,7 @@ def test_refused_sources_edit_keeps_crawls_on_the_accepted_sources(tmp_path):
         assert refused and list(service.schedule.sources) == ["monitor"]
         # The next crawl (as the service would start it) still runs on the accepted sources.
         child = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=config_path.parent,
-                               env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                               env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, check=False)
         assert child.returncode == 0, child.stderr[-2000:]
         with service.store.connect() as conn:
             stored = conn.execute(select(articles.c.title)).scalars().all()
@@ -110,8 +110,8 @@ def test_long_refusal_reaches_admins_as_valid_html(tmp_path):
         async def scenario():
             bot = ExtBot(fake.token, base_url=f"{fake.url}/bot", defaults=Defaults(parse_mode=ParseMode.HTML))
             async with bot:
-                service.app = SimpleNamespace(bot=bot)
-                await service.tell_admins(text)
+                service.delivery.app = SimpleNamespace(bot=bot)
+                await service.delivery.tell_admins(text)
 
         asyncio.run(scenario())
         sent = [m.visible for m in fake.messages(42)]

@@ -41,7 +41,7 @@ def test_counters_follow_the_store_from_process_start(store):
         states = (("sent", 12.0), ("sent", 3.0), ("pending", None), ("failed", None))
         for n, (state, sent) in enumerate(states):
             conn.execute(outbox.insert().values(
-                chat_id="1", story_id=f"x{n}", rule_id="r", article_id=a1, state=state, created_at=now,
+                chat_id="1", story_id=f"x{n}", alert_key="r", article_id=a1, state=state, created_at=now,
                 updated_at=now + timedelta(seconds=1), first_seen_at=now,
                 sent_at=now + timedelta(seconds=sent) if sent is not None else None))
     metrics.count_crawl("timeout")
@@ -103,9 +103,9 @@ def test_retention_keeps_pending_alerts_and_vacuums(store):
         kept_pending = _article(conn, 2, old)
         fresh = _article(conn, 3, now)
         conn.execute(matches.insert().values(article_id=gone, rule_id="r", evidence={}, created_at=old))
-        conn.execute(outbox.insert().values(chat_id="1", story_id="a", rule_id="r", article_id=gone,
+        conn.execute(outbox.insert().values(chat_id="1", story_id="a", alert_key="r", article_id=gone,
                                             state="sent", created_at=old, updated_at=old))
-        conn.execute(outbox.insert().values(chat_id="1", story_id="b", rule_id="r", article_id=kept_pending,
+        conn.execute(outbox.insert().values(chat_id="1", story_id="b", alert_key="r", article_id=kept_pending,
                                             state="pending", created_at=old, updated_at=old))
         conn.execute(crawl_runs.insert().values(source="s", started_at=old, result="ok"))
     report = run_maintenance(store, timedelta(days=90), now=now)

@@ -61,15 +61,15 @@ def _seed(store) -> None:
         # Sent with latencies 10, 20, 30 s (first seen -> sent); one pending, one failed, one old sent.
         for n, (aid, lat) in enumerate(zip(ids[:3], (10, 20, 30), strict=True)):
             seen = NOW - timedelta(hours=n + 1)
-            rows.append({"chat_id": "1", "story_id": f"s{n}", "rule_id": "place:azaz", "article_id": aid,
+            rows.append({"chat_id": "1", "story_id": f"s{n}", "alert_key": "place:azaz", "article_id": aid,
                          "state": "sent", "created_at": seen, "updated_at": seen, "first_seen_at": seen,
                          "sent_at": seen + timedelta(seconds=lat)})
-        rows.append({"chat_id": "1", "story_id": "p", "rule_id": "r", "article_id": ids[0],
+        rows.append({"chat_id": "1", "story_id": "p", "alert_key": "r", "article_id": ids[0],
                      "state": "pending", "created_at": NOW, "updated_at": NOW, "first_seen_at": NOW})
-        rows.append({"chat_id": "1", "story_id": "f", "rule_id": "r", "article_id": ids[1], "state": "failed",
+        rows.append({"chat_id": "1", "story_id": "f", "alert_key": "r", "article_id": ids[1], "state": "failed",
                      "created_at": NOW, "updated_at": NOW, "last_error": "chat not found"})
         old = NOW - timedelta(hours=30)
-        rows.append({"chat_id": "1", "story_id": "o", "rule_id": "r", "article_id": ids[3], "state": "sent",
+        rows.append({"chat_id": "1", "story_id": "o", "alert_key": "r", "article_id": ids[3], "state": "sent",
                      "created_at": old, "updated_at": old, "first_seen_at": old, "sent_at": old})
         _each(conn, outbox, rows)
 

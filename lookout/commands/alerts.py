@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from alerts import outbox as ob
+from alerts.outbox import OutboxState
+from core.store import utcnow
+from lookout.commands import add_command
+
 if TYPE_CHECKING:
     import argparse
 
+    from lookout.commands import Subparsers
+    from lookout.context import AppContext
 
-def register(sub) -> None:
-    p = sub.add_parser("alerts", help="list queued, sent and failed alerts; retry failed ones")
+
+def register(sub: Subparsers) -> None:
+    p = add_command(sub, "alerts")
     cmds = p.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
     ls = cmds.add_parser("list", help="the most recent alerts and their delivery state")
     ls.add_argument("--failed", action="store_true", help="only failed and cancelled alerts")
-    ls.add_argument("--state", choices=["pending", "sending", "sent", "failed", "cancelled"],
+    ls.add_argument("--state", choices=[state.value for state in OutboxState],
                     help="only alerts in this state")
     ls.add_argument("--limit", type=int, default=50)
     ls.set_defaults(func=list_alerts)
@@ -22,10 +30,8 @@ def register(sub) -> None:
     rt.set_defaults(func=retry_alerts)
 
 
-def list_alerts(args: argparse.Namespace, ctx) -> int:
-    from alerts import outbox as ob
-
-    states = ["failed", "cancelled"] if args.failed else ([args.state] if args.state else None)
+def list_alerts(args: argparse.Namespace, ctx: AppContext) -> int:
+    states = [OutboxState.FAILED, OutboxState.CANCELLED] if args.failed else ([args.state] if args.state else None)
     with ctx.store.connect() as conn:
         rows = ob.list_rows(conn, states=states, limit=args.limit)
         counts = ob.counts(conn)
@@ -35,17 +41,14 @@ def list_alerts(args: argparse.Namespace, ctx) -> int:
         when = (r.sent_at or r.next_attempt_at or r.created_at)
         stamp = when.strftime("%Y-%m-%d %H:%M") if when else "-"
         title = " ".join((r.title or "").split())[:60]
-        print(f"{r.id:>6}  {r.state:<9} {stamp}  chat {r.chat_id:<14} {r.rule_id:<24} "
+        print(f"{r.id:>6}  {r.state:<9} {stamp}  chat {r.chat_id:<14} {r.alert_key:<24} "
               f"tries {r.attempts}  {title}")
-        if r.last_error and r.state != "sent":
+        if r.last_error and r.state != OutboxState.SENT:
             print(f"        {r.last_error}")
     return 0
 
 
-def retry_alerts(args: argparse.Namespace, ctx) -> int:
-    from alerts import outbox as ob
-    from core.store import utcnow
-
+def retry_alerts(args: argparse.Namespace, ctx: AppContext) -> int:
     with ctx.store.begin() as conn:
         n = ob.retry(conn, args.ids or None, utcnow())
     what = "the given alerts" if args.ids else "failed alerts"

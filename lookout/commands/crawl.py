@@ -6,22 +6,24 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from crawler.runner import run_crawl
+from crawler.runner import CrawlReport, run_crawl
 from crawler.sources import select_sources
+from crawler.state import CrawlResult, SourceStats
 from lookout import __version__
+from lookout.commands import add_command, table
 from lookout.loaders import sources_from_config
 from lookout.pipeline import build_ingestor
 
 if TYPE_CHECKING:
     import argparse
 
+    from lookout.commands import Subparsers
     from lookout.context import AppContext
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "crawl",
-        help="crawl sources now, match rules and enqueue alerts",
+def register(sub: Subparsers) -> None:
+    p = add_command(
+        sub, "crawl",
         description="Crawl the named sources (all when none are named) once, now.",
     )
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="source names from the sources file")
@@ -29,7 +31,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace, ctx: AppContext) -> int:
-
     try:
         chosen = select_sources(sources_from_config(ctx.config), list(args.sources))
     except KeyError as exc:
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace, ctx: AppContext) -> int:
     return 0 if report.ok else 1
 
 
-def _progress(stats) -> None:
+def _progress(stats: SourceStats) -> None:
     print(
         f"{stats.source}: {stats.result} - fetched {stats.fetched}, new {stats.new}, "
         f"updated {stats.updated}, duplicates {stats.duplicates}, failed {stats.failures} "
@@ -55,7 +56,7 @@ def _progress(stats) -> None:
     )
 
 
-def format_report(report) -> str:
+def format_report(report: CrawlReport) -> str:
     header = ("source", "result", "fetched", "new", "updated", "duplicates", "failed", "seconds")
     rows = [
         (
@@ -73,7 +74,7 @@ def format_report(report) -> str:
     rows.append(
         (
             "total",
-            "failed" if not report.ok else "partial" if report.failures else "ok",
+            CrawlResult.FAILED if not report.ok else CrawlResult.PARTIAL if report.failures else CrawlResult.OK,
             str(report.total("fetched")),
             str(report.total("new")),
             str(report.total("updated")),
@@ -83,13 +84,3 @@ def format_report(report) -> str:
         )
     )
     return table(header, rows)
-
-
-def table(header, rows) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

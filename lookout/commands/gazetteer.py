@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from lookout.commands import print_usage
+from lookout.commands import add_command, usage_handler
+from lookout.loaders import gazetteer_for
+from rules.gazetteer import import_dump
 
 if TYPE_CHECKING:
     import argparse
 
+    from lookout.commands import Subparsers
+    from lookout.context import AppContext
 
-def register(sub) -> None:
-    p = sub.add_parser("gazetteer", help="import GeoNames dumps, build the gazetteer cache")
+
+def register(sub: Subparsers) -> None:
+    p = add_command(sub, "gazetteer")
     gsub = p.add_subparsers(dest="gazetteer_command", metavar="ACTION")
-    p.set_defaults(func=print_usage(p))
+    p.set_defaults(func=usage_handler(p))
     imp = gsub.add_parser("import", help="load a GeoNames country dump (e.g. SY.txt) for village coverage")
     imp.add_argument(
         "file", metavar="FILE", help="GeoNames dump: tab-separated, 19 columns (.txt or .txt.gz)"
@@ -29,10 +34,7 @@ def register(sub) -> None:
     look.set_defaults(func=cmd_lookup)
 
 
-def cmd_import(args: argparse.Namespace, ctx: Any) -> int:
-    from lookout.loaders import gazetteer_for
-    from rules.gazetteer import import_dump
-
+def cmd_import(args: argparse.Namespace, ctx: AppContext) -> int:
     path = Path(args.file)
     if not path.is_file():
         print(f"lookout gazetteer import: {path}: no such file", file=sys.stderr)
@@ -48,18 +50,14 @@ def cmd_import(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
-def cmd_build(args: argparse.Namespace, ctx: Any) -> int:
-    from lookout.loaders import gazetteer_for
-
+def cmd_build(_args: argparse.Namespace, ctx: AppContext) -> int:
     gazetteer = gazetteer_for(ctx.config)
     countries = ", ".join(ctx.config.gazetteer.countries)
     print(f"gazetteer: {len(gazetteer)} places ({countries} + imported dumps)")
     return 0
 
 
-def cmd_lookup(args: argparse.Namespace, ctx: Any) -> int:
-    from lookout.loaders import gazetteer_for
-
+def cmd_lookup(args: argparse.Namespace, ctx: AppContext) -> int:
     found = gazetteer_for(ctx.config).find(args.name)
     for p in found:
         print(f"geonames:{p.geonameid}\t{p.name}\t{p.country}\t{p.lat:.5f},{p.lon:.5f}\tpop {p.population}")

@@ -9,21 +9,36 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import httpx
+from sqlalchemy import select
+from w3lib.encoding import html_to_unicode
 
 from core.durations import parse_duration
 from core.located import LocatedErrors
-from lookout.commands import print_usage
+from core.store import articles, utcnow
+from crawler.extract import extract_page
+from lookout.commands import add_command, usage_handler
+from lookout.loaders import gazetteer_for
+from rules import load_ruleset, match
+from rules.check import run_examples
+from rules.geo import describe_position
 
 if TYPE_CHECKING:
     import argparse
     from datetime import timedelta
 
+    from lookout.commands import Subparsers
+    from lookout.context import AppContext
+    from rules.gazetteer import Gazetteer
+    from rules.index import CompiledRuleset
 
-def register(sub) -> None:
-    p = sub.add_parser("rules", help="check, test and backtest rule files")
+
+def register(sub: Subparsers) -> None:
+    p = add_command(sub, "rules")
     rsub = p.add_subparsers(dest="rules_command", metavar="ACTION")
-    p.set_defaults(func=print_usage(p))
+    p.set_defaults(func=usage_handler(p))
 
     check = rsub.add_parser("check", help="validate rule files and run their examples")
     check.add_argument(
@@ -51,26 +66,18 @@ def register(sub) -> None:
     back.set_defaults(func=cmd_backtest)
 
 
-def _gazetteer(ctx: Any, wanted: bool):
-    if not wanted:
-        return None
-    from lookout.loaders import gazetteer_for
-
-    return gazetteer_for(ctx.config)
+def _gazetteer(ctx: AppContext, wanted: bool) -> Gazetteer | None:
+    return gazetteer_for(ctx.config) if wanted else None
 
 
-def _load(paths: list[Path] | None, ctx: Any, *, gazetteer: bool):
-    from rules import load_ruleset
-
+def _load(paths: list[Path] | None, ctx: AppContext, *, gazetteer: bool) -> CompiledRuleset:
     return load_ruleset(paths or ctx.config.rule_paths(), gazetteer=_gazetteer(ctx, gazetteer))
 
 
 # -- check --------------------------------------------------------------------------------------
 
 
-def cmd_check(args: argparse.Namespace, ctx: Any) -> int:
-    from rules.check import run_examples
-
+def cmd_check(args: argparse.Namespace, ctx: AppContext) -> int:
     paths = [Path(p) for p in args.paths] or ctx.config.rule_paths()
     try:
         ruleset = _load(paths, ctx, gazetteer=args.gazetteer)
@@ -104,8 +111,6 @@ class LoadedArticle:
 def read_article(ref: str) -> LoadedArticle:
     """A .txt file (first line the title), an .html file or a URL cleaned by trafilatura."""
     if ref.startswith(("http://", "https://")):
-        import httpx
-
         response = httpx.get(
             ref, follow_redirects=True, timeout=30.0, headers={"User-Agent": "Lookout rules test"}
         )
@@ -124,24 +129,17 @@ def read_article(ref: str) -> LoadedArticle:
 def decode_html(body: bytes, content_type: str | None = None) -> str:
     """Bytes to text as the crawler decodes them: the HTTP charset, else the page's BOM or
     meta charset, else UTF-8 (a windows-1256 page declared only in its meta comes out right)."""
-    from w3lib.encoding import html_to_unicode
-
     return html_to_unicode(content_type, body)[1]
 
 
 def clean_html(html: str, name: str, url: str | None = None) -> LoadedArticle:
     """Title and body text only, as the crawler keeps them (the same extraction and language
     detection): no navigation, related links, comments or footer."""
-    from crawler.extract import extract_page
-
     found = extract_page(html, url or "")
     return LoadedArticle(name, found.title, found.text, found.language, "file" if url is None else url)
 
 
-def cmd_test(args: argparse.Namespace, ctx: Any) -> int:
-    from rules import match
-    from rules.geo import describe_position
-
+def cmd_test(args: argparse.Namespace, ctx: AppContext) -> int:
     ruleset = _load(
         [Path(p) for p in args.rules] if args.rules else None, ctx, gazetteer=not args.no_gazetteer
     )
@@ -244,12 +242,7 @@ class StoredArticle:
     source: str | None
 
 
-def cmd_backtest(args: argparse.Namespace, ctx: Any) -> int:
-    from sqlalchemy import select
-
-    from core.store import articles, utcnow
-    from rules import match
-
+def cmd_backtest(args: argparse.Namespace, ctx: AppContext) -> int:
     try:
         since: timedelta = parse_duration(args.since)
     except ValueError as exc:

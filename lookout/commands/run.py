@@ -6,15 +6,21 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
+from lookout.commands import add_command
+from lookout.lock import LockHeld
+from lookout.metrics import parse_listen
+from lookout.service import Service, ServiceOptions
+
 if TYPE_CHECKING:
     import argparse
 
+    from lookout.commands import Subparsers
     from lookout.context import AppContext
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "run", help="run the service: scheduled crawls, the Telegram bot and alert delivery",
+def register(sub: Subparsers) -> None:
+    p = add_command(
+        sub, "run",
         description="Run until SIGTERM/SIGINT. One service per database (a lock refuses a second).",
     )
     p.add_argument("--http", metavar="HOST:PORT",
@@ -23,10 +29,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace, ctx: AppContext) -> int:
-    from lookout.lock import LockHeld
-    from lookout.metrics import parse_listen
-    from lookout.service import Service, ServiceOptions
-
     options = ServiceOptions()
     if args.http:
         try:

@@ -9,27 +9,33 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
+from alerts.dispatcher import Dispatcher, DispatchSummary
+from alerts.telegram import Fatal, PTBSender
+from lookout.commands import add_command
+
 if TYPE_CHECKING:
     import argparse
 
+    from lookout.commands import Subparsers
+    from lookout.context import AppContext
+    from rules.model import Ruleset
 
-def register(sub) -> None:
-    p = sub.add_parser("send", help="deliver pending alerts to Telegram and exit")
+
+def register(sub: Subparsers) -> None:
+    p = add_command(sub, "send")
     p.add_argument("--max-wait", type=float, default=60.0, metavar="SECONDS",
                    help="stop when what remains waits longer than this (default: 60)")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, ctx) -> int:
-    from alerts.telegram import Fatal
-
-    telegram = ctx.config.telegram
-    if telegram.token is None:
+def run(args: argparse.Namespace, ctx: AppContext) -> int:
+    token = ctx.config.telegram.token
+    if token is None:
         print("lookout send: no Telegram bot token: set telegram.token in the config "
               "or the TELEGRAM_BOT_TOKEN environment variable", file=sys.stderr)
         return 1
     try:
-        summary = asyncio.run(_send(ctx, args.max_wait))
+        summary = asyncio.run(_send(ctx, token.get_secret_value(), args.max_wait))
     except Fatal as exc:
         print(f"lookout send: Telegram refused the bot: {exc.reason}", file=sys.stderr)
         return 1
@@ -43,14 +49,12 @@ def run(args: argparse.Namespace, ctx) -> int:
     return 1 if summary.failed else 0
 
 
-async def _send(ctx, max_wait: float):
-    from alerts.dispatcher import Dispatcher
-    from alerts.telegram import PTBSender
-
+async def _send(ctx: AppContext, token: str, max_wait: float) -> DispatchSummary:
     telegram = ctx.config.telegram
+    ruleset: Ruleset | None
     try:
         ruleset = ctx.ruleset  # for "9 km E of Azaz" place lines; alerts go out without it too
     except Exception:
         ruleset = None
-    async with PTBSender(telegram.token.get_secret_value(), telegram.api_url) as sender:
+    async with PTBSender(token, telegram.api_url) as sender:
         return await Dispatcher(ctx.store, sender, telegram, ruleset=ruleset).drain(max_wait=max_wait)

@@ -4,15 +4,26 @@ file (every error at once, as ``file:line:col: message``)."""
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+
+from core.located import LocatedErrors
+from core.store import articles, sources, utcnow
+from crawler.sources import load_sources
+from lookout.commands import add_command, table, usage_handler
+from lookout.loaders import sources_from_config
 
 if TYPE_CHECKING:
     import argparse
 
+    from lookout.commands import Subparsers
+    from lookout.context import AppContext
 
-def register(sub) -> None:
-    p = sub.add_parser("sources", help="list sources with their crawl state, or check a sources file")
+
+def register(sub: Subparsers) -> None:
+    p = add_command(sub, "sources")
     s = p.add_subparsers(dest="sources_command", metavar="COMMAND")
     ls = s.add_parser("list", help="each source: last crawl, last success, new in 24 h, last error")
     ls.set_defaults(func=list_sources)
@@ -21,14 +32,10 @@ def register(sub) -> None:
         "file", metavar="FILE", nargs="?", help="a sources file (default: the configured sources)"
     )
     ck.set_defaults(func=check)
-    p.set_defaults(func=lambda args, ctx: (p.print_usage(sys.stderr), 2)[1])
+    p.set_defaults(func=usage_handler(p, full=False))
 
 
-def check(args: argparse.Namespace, ctx) -> int:
-    from core.located import LocatedErrors
-    from crawler.sources import load_sources
-    from lookout.loaders import sources_from_config
-
+def check(args: argparse.Namespace, ctx: AppContext) -> int:
     # Without FILE: what the crawler would read (a sources file, or `sources:` in lookout.yaml).
     origin = args.file or (
         str(ctx.config.resolve(ctx.config.sources)) if isinstance(ctx.config.sources, str) else ctx.config.origin
@@ -44,18 +51,12 @@ def check(args: argparse.Namespace, ctx) -> int:
     return 0
 
 
-def list_sources(args: argparse.Namespace, ctx) -> int:
-    from sqlalchemy import func, select
-
-    from core.store import articles, sources, utcnow
-    from lookout.commands.crawl import table
-    from lookout.loaders import sources_from_config
-
+def list_sources(_args: argparse.Namespace, ctx: AppContext) -> int:
     configured = sources_from_config(ctx.config)
     since = utcnow() - timedelta(hours=24)
     with ctx.store.connect() as conn:
         state = {r.name: r for r in conn.execute(select(sources))}
-        recent = dict(
+        recent: dict[str, int] = dict(
             conn.execute(
                 select(articles.c.source, func.count())
                 .where(articles.c.first_seen >= since)
@@ -80,5 +81,5 @@ def list_sources(args: argparse.Namespace, ctx) -> int:
     return 0
 
 
-def _when(value) -> str:
+def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"

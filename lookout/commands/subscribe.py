@@ -4,28 +4,34 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alerts import subscriptions
+from alerts.keys import SubscriptionKind
+from lookout.commands import add_command
 
 if TYPE_CHECKING:
     import argparse
 
+    from lookout.commands import Subparsers
+    from lookout.context import AppContext
+    from rules.model import Ruleset
 
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "subscribe", help="subscribe a chat to a place, group, rule, or matches near a place",
+
+def register(sub: Subparsers) -> None:
+    p = add_command(
+        sub, "subscribe",
         description="Subscribe a Telegram chat (numeric id or @channel). Names are resolved by id, "
                     "name or alias from the rule files.",
     )
     _chat_and_target(p)
     p.set_defaults(func=cmd_subscribe)
 
-    p = sub.add_parser("unsubscribe", help="remove a chat's subscription (or all of them)")
+    p = add_command(sub, "unsubscribe")
     _chat_and_target(p, allow_all=True)
     p.set_defaults(func=cmd_unsubscribe)
 
-    p = sub.add_parser("subscribers", help="list subscriptions")
+    p = add_command(sub, "subscribers")
     inner = p.add_subparsers(dest="subscribers_command", metavar="ACTION", required=True)
     lp = inner.add_parser("list", help="every subscription: chat, kind, target, km, paused")
     lp.add_argument("--chat", help="only this chat")
@@ -48,23 +54,23 @@ class _Invalid(Exception):
     pass
 
 
-def _target(args: argparse.Namespace) -> tuple[str, str]:
-    for kind in ("place", "group", "rule", "near"):
+def _target(args: argparse.Namespace) -> tuple[SubscriptionKind, str]:
+    for kind in SubscriptionKind:
         value = getattr(args, kind, None)
         if value is not None:
             return kind, value
     raise _Invalid("give one of --place, --group, --rule, --near")
 
 
-def _resolve(ruleset: Any, kind: str, value: str) -> str:
+def _resolve(ruleset: Ruleset, kind: SubscriptionKind, value: str) -> str:
     """The id ``value`` names, checked against the kind the option asked for."""
-    want = "place" if kind == "near" else kind
+    want = SubscriptionKind.PLACE if kind is SubscriptionKind.NEAR else kind
     resolved = ruleset.resolve(value)
     if resolved is None:
         hint = ruleset.suggest(value, n=3)
         more = f" Did you mean: {', '.join(hint)}?" if hint else ""
         raise _Invalid(f"unknown {want} '{value}'.{more}")
-    if resolved.kind != want:
+    if resolved.kind != want.value:
         raise _Invalid(f"'{value}' is a {resolved.kind} ({resolved.id}), not a {want}; use --{resolved.kind}")
     return resolved.id
 
@@ -81,25 +87,25 @@ def _fail(command: str, exc: Exception) -> int:
     return 1
 
 
-def cmd_subscribe(args: argparse.Namespace, ctx: Any) -> int:
+def cmd_subscribe(args: argparse.Namespace, ctx: AppContext) -> int:
     try:
         chat = _chat(args.chat)
         kind, value = _target(args)
-        if kind == "near" and (args.km is None or not args.km > 0):
+        if kind is SubscriptionKind.NEAR and (args.km is None or not args.km > 0):
             raise _Invalid("--near needs --km with a distance greater than 0")
-        if kind != "near" and args.km is not None:
+        if kind is not SubscriptionKind.NEAR and args.km is not None:
             raise _Invalid("--km only goes with --near")
         target = _resolve(ctx.ruleset, kind, value)
     except _Invalid as exc:
         return _fail("subscribe", exc)
     with ctx.store.begin() as conn:
-        added = subscriptions.add(conn, chat, kind, target, args.km)  # type: ignore[arg-type]
-    what = f"{kind} {target}" + (f" within {args.km:g} km" if kind == "near" else "")
+        added = subscriptions.add(conn, chat, kind, target, args.km)
+    what = f"{kind} {target}" + (f" within {args.km:g} km" if kind is SubscriptionKind.NEAR else "")
     print(f"{chat}: {'subscribed to' if added else 'already subscribed to'} {what}")
     return 0
 
 
-def cmd_unsubscribe(args: argparse.Namespace, ctx: Any) -> int:
+def cmd_unsubscribe(args: argparse.Namespace, ctx: AppContext) -> int:
     try:
         chat = _chat(args.chat)
         if args.all:
@@ -122,7 +128,7 @@ def cmd_unsubscribe(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace, ctx: Any) -> int:
+def cmd_list(args: argparse.Namespace, ctx: AppContext) -> int:
     with ctx.store.connect() as conn:
         rows = subscriptions.list_all(conn)
     if args.chat:
