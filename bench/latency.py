@@ -22,8 +22,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fakebotapi import FakeBotAPI
 from service_harness import ServiceProcess, free_port, matching_article, write_config
+from support.newssite import NewsSite
 
-from lookout.newssite import NewsSite
 from lookout.status import percentile
 
 CHAT = 7001

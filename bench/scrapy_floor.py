@@ -23,6 +23,7 @@ def main() -> int:
     from scrapy.settings import Settings
 
     from crawler.settings import apply_config
+    from lookout import __version__
     from lookout.config import load_config
 
     config, urls_file = Path(sys.argv[1]), Path(sys.argv[2])
@@ -43,7 +44,7 @@ def main() -> int:
 
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")
-    apply_config(settings, load_config(config))
+    apply_config(settings, load_config(config).crawl, version=__version__)  # as `lookout crawl` does
     settings.set("ITEM_PIPELINES", {}, priority="cmdline")
     process = CrawlerProcess(settings)
     process.crawl(Discard)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
@@ -14,24 +15,21 @@ ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 PG_URL = os.environ.get("LOOKOUT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
-_pg_status: tuple[bool, str] | None = None
 
-
+@functools.cache
 def postgres_available() -> tuple[bool, str]:
-    """Probe once; the reason is printed in the skip message when no server answers."""
-    global _pg_status
-    if _pg_status is None:
-        try:
-            import sqlalchemy
+    """Probe once (per process: each xdist worker probes once); the reason is printed in the skip
+    message when no server answers."""
+    try:
+        import sqlalchemy
 
-            engine = sqlalchemy.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-            with engine.connect() as conn:
-                conn.execute(sqlalchemy.text("select 1"))
-            engine.dispose()
-            _pg_status = (True, "")
-        except Exception as exc:  # any failure means: skip with the reason
-            _pg_status = (False, f"PostgreSQL not available at {PG_URL}: {type(exc).__name__}: {exc}")
-    return _pg_status
+        engine = sqlalchemy.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # any failure means: skip with the reason
+        return False, f"PostgreSQL not available at {PG_URL}: {type(exc).__name__}: {exc}"
+    return True, ""
 
 
 def make_store(backend: str, tmp_path: Path) -> Store:

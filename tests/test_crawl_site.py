@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from support.crawl import crawl_in_subprocess
 from support.newssite import (
@@ -22,6 +23,8 @@ from support.newssite import (
 )
 
 from core.store import Store, articles, crawl_failures, crawl_runs, http_cache, sources
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 

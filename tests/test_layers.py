@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests_support import ROOT
 
 PACKAGES = ("core", "rules", "crawler", "alerts", "lookout")

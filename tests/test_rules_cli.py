@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.request import urlopen
 
+from support.newssite import NewsSite, arabic_article
 from test_rules_engine import write_dump  # tests/ is on sys.path (rootdir-relative imports)
 from test_rules_loader import EXAMPLES, config
 
@@ -16,7 +17,6 @@ from core.store import articles, url_hash, utcnow
 from lookout.cli import main
 from lookout.commands.rules import cmd_backtest, highlight
 from lookout.config import load_config
-from lookout.newssite import NewsSite, arabic_article
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><title>Rebels hold Marea | Example News</title>

@@ -13,6 +13,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from core.store import crawl_runs, sources, utcnow
@@ -204,6 +205,7 @@ def _group_alive(pgid: int) -> list[int]:
     return pids
 
 
+@pytest.mark.e2e
 def test_crawl_child_dies_with_a_killed_service(tmp_path):
     """SIGKILL of the service (or the OOM killer) must not leave its crawl running as an orphan
     next to the crawls of the service that replaces it."""

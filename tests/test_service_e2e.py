@@ -9,9 +9,11 @@ import time
 import pytest
 from fakebotapi import FakeBotAPI
 from service_harness import ServiceProcess, free_port, lookout, matching_article, write_config
+from support.newssite import NewsSite
 
 from lookout.lock import lock_path_for, read_holder
-from lookout.newssite import NewsSite
+
+pytestmark = pytest.mark.e2e
 
 EVERY = 2  # seconds between crawls of the test source
 CHAT = 5001  # the subscriber, also the admin

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from service_harness import ROOT, matching_article, write_config
 from sqlalchemy import select
 from support.newssite import NewsSite
@@ -53,6 +54,7 @@ def test_sigterm_lets_a_running_crawl_finish_within_the_grace(tmp_path, caplog):
     assert "raised an exception" not in caplog.text
 
 
+@pytest.mark.e2e
 def test_refused_sources_edit_keeps_crawls_on_the_accepted_sources(tmp_path):
     with NewsSite() as site:
         site.publish(matching_article("azaz-one", "Fighting near Azaz"))

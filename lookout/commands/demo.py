@@ -1,4 +1,5 @@
-"""`lookout demo`: crawl a local news site built from seeds/, match, store and print the alerts."""
+"""`lookout demo`: its arguments, and the handler that checks them and runs ``lookout.demo``
+(serve seeds/ as a local news site, crawl it, match, store and print the alerts)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,21 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lookout.commands import add_command
 from lookout.config import Config
+from lookout.demo import TelegramTarget, run_demo
 
 if TYPE_CHECKING:
     import argparse
 
+    from lookout.commands import Subparsers
+    from lookout.context import AppContext
 
-def register(sub) -> None:
-    p = sub.add_parser(
+
+def register(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
         "demo",
-        help="run the whole pipeline on a local news site built from seeds/ (no network, no token)",
         description="Serve seeds/ as a news site on 127.0.0.1, crawl it with the real spiders, clean, "
         "match the example rules, store in a temporary SQLite database and print each alert as "
         "Telegram would show it. With --telegram-api, --token and --chat the alerts are also sent "
@@ -29,9 +35,7 @@ def register(sub) -> None:
     p.set_defaults(func=handle)
 
 
-def handle(args: argparse.Namespace, ctx) -> int:
-    from lookout.demo import TelegramTarget, run_demo
-
+def handle(args: argparse.Namespace, _ctx: AppContext) -> int:
     given = [args.telegram_api, args.token, args.chat]
     if any(given) and not all(given):
         print("lookout demo: --telegram-api, --token and --chat go together", file=sys.stderr)

@@ -1,9 +1,11 @@
-"""`lookout demo`: the whole pipeline on embedded defaults, on loopback only.
+"""`lookout demo`'s run: the whole pipeline on embedded defaults, on loopback only.
 
-Serves ``seeds/`` as a local news site, crawls it with the real spiders (RSS, Atom, news sitemap
-and listing page: the same three articles, each fetched once), cleans with trafilatura, matches
-the example rules, stores into a temporary SQLite database, and delivers the alerts to the
-console (and, when asked, to a Bot API server) through the real outbox and dispatcher.
+Serves ``seeds/`` as a local news site (lookout/demo/site.py), crawls it with the real spiders
+(RSS, Atom, news sitemap and listing page: the same three articles, each fetched once), cleans
+with trafilatura, matches the example rules, stores into a temporary SQLite database, and
+delivers the alerts to the console (and, when asked, to a Bot API server) through the real
+outbox and dispatcher. Owns the demo's config (``demo_config``), its run (``run_demo``) and its
+result (``DemoSummary``).
 """
 
 from __future__ import annotations
@@ -16,15 +18,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from alerts.telegram import Button, ConsoleSender, Sender
+from alerts import subscriptions as subs
+from alerts.dispatcher import Dispatcher, DispatchSummary
+from alerts.keys import SubscriptionKind
+from alerts.telegram import Button, ConsoleSender, PTBSender, Sender
 from core.store import Store
+from crawler.runner import run_crawl
+from crawler.sources import parse_sources
+from lookout import __version__
+from lookout.demo.site import SEEDS_DIR, NewsSite
+from lookout.loaders import gazetteer_for
+from lookout.pipeline import PipelineIngestor
+from rules import load_ruleset
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from crawler.state import SourceStats
     from lookout.config import Config, CrawlConfig
+    from rules.index import CompiledRuleset
 
-EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "rules" / "examples" / "north-aleppo.yaml"
+EXAMPLE_RULES = Path(__file__).resolve().parent.parent.parent / "rules" / "examples" / "north-aleppo.yaml"
 DEMO_CHAT = "1"  # the console "chat" when no --chat is given
 
 
@@ -49,7 +63,7 @@ class DemoSummary:
 class TeeSender:
     """Prints every message as Telegram shows it and also sends it through a real sender."""
 
-    def __init__(self, console: ConsoleSender, remote: Sender):
+    def __init__(self, console: ConsoleSender, remote: Sender) -> None:
         self.console = console
         self.remote = remote
         self.sent = 0
@@ -101,15 +115,7 @@ def run_demo(
     out: TextIO,
     workdir: Path | None = None,
 ) -> DemoSummary:
-    from alerts import subscriptions as subs
-    from crawler.runner import run_crawl
-    from crawler.sources import parse_sources
-    from lookout import __version__
-    from lookout.loaders import gazetteer_for
-    from lookout.newssite import SEEDS_DIR, NewsSite
-    from lookout.pipeline import PipelineIngestor
-    from rules import load_ruleset
-
+    """Serve, crawl, match, store and deliver; print progress, the alerts and a summary to ``out``."""
     started = time.monotonic()
     # The demo prints its own progress and summary; per-article log lines would bury them.
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
@@ -125,13 +131,13 @@ def run_demo(
         chat = telegram.chat if telegram else DEMO_CHAT
         with store.begin() as conn:
             for rule_id in ruleset.rules:
-                subs.add(conn, chat, "rule", rule_id)
+                subs.add(conn, chat, SubscriptionKind.RULE, rule_id)
         print(f"Chat {chat} watches {len(ruleset.rules)} rules from {EXAMPLE_RULES.name}", file=out)
 
         sources = parse_sources(config.sources, "<demo>")
         ingestor = PipelineIngestor(store, lambda: ruleset, max_age=None, only_chats=frozenset({chat}))
 
-        def progress(stats) -> None:
+        def progress(stats: SourceStats) -> None:
             print(
                 f"  crawled {stats.source:<13} fetched {stats.fetched}  new {stats.new}  "
                 f"already seen {stats.skipped}  failed {stats.failures}",
@@ -140,7 +146,12 @@ def run_demo(
 
         print("Crawling:", file=out, flush=True)
         report = run_crawl(
-            sources, crawl=config.crawl, store=store, ingestor=ingestor, version=__version__, progress=progress
+            sources,
+            crawl=config.crawl,
+            store=store,
+            ingestor=ingestor,
+            version=__version__,
+            progress=progress,
         )
         print("\nAlerts, as Telegram shows them:\n", file=out, flush=True)
         sent_remote, summary = asyncio.run(_deliver(store, config, telegram, ruleset, out))
@@ -165,10 +176,10 @@ def run_demo(
     return result
 
 
-async def _deliver(store: Store, config: Config, telegram: TelegramTarget | None, ruleset, out: TextIO):
-    from alerts.dispatcher import Dispatcher
-    from alerts.telegram import PTBSender
-
+async def _deliver(
+    store: Store, config: Config, telegram: TelegramTarget | None, ruleset: CompiledRuleset, out: TextIO
+) -> tuple[int, DispatchSummary]:
+    """Drain the outbox to the console, or to the console and the Bot API; (sent remotely, summary)."""
     console = ConsoleSender(out)
     if telegram is None:
         summary = await Dispatcher(store, console, config.telegram, ruleset=ruleset).drain()

@@ -1,20 +1,18 @@
-"""A small local news site on 127.0.0.1, for the demo, the crawler's tests and the benches.
+"""The demo's news site: the seed articles in ``seeds/`` served as a small news site on 127.0.0.1.
 
-It renders articles as realistic pages (navigation, related-links box, comments, footer, og: and
-article: meta tags, rel=canonical) and serves what a crawler discovers them through:
+Owns the article model (``SiteArticle``), reading the seeds (``load_seed_articles``), rendering
+realistic pages and the HTTP server. Pages carry what real news pages do around the story
+(navigation, a related-links box, comments, a footer, og: and article: meta tags,
+rel=canonical), so the demo shows the cleaning keep the story and drop the furniture. The site
+serves what ``lookout demo``'s four sources discover the articles through:
 
 =============================  ===============================================================
 ``/``                          listing page: ``h2.entry-title a`` links (plus one off-site link)
-``/feed/rss.xml``              RSS 2.0 (also ``rss091.xml``: RSS 0.91, ``rss1.rdf``: RSS 1.0)
+``/feed/rss.xml``              RSS 2.0
 ``/feed/atom.xml``             Atom with ``xml:base`` and relative links
-``/feed/broken.xml``           a malformed RSS feed that still holds its entries
-``/feed/faults.xml``           RSS 2.0 linking one good article and every fault route
 ``/news-sitemap.xml``          Google news sitemap (``news:publication_date``, ``news:title``)
-``/sitemap-index.xml``         sitemap index over ``/sitemaps/news-1.xml`` and ``news-2.xml``
 ``/robots.txt``                disallows ``/private/``
-``/news/<slug>.html``          articles (``/partner/<slug>.html`` for syndicated copies)
-``/fault/...``                 404, 500, slow, huge, gzip-bomb, loop, binary, binary-html,
-                               undecodable; ``/private/secret.html`` is robots-disallowed
+``/news/<slug>.html``          articles
 =============================  ===============================================================
 
 Every response carries ETag and Last-Modified and answers conditional GETs with 304.
@@ -23,33 +21,37 @@ API::
 
     with NewsSite.from_seeds() as site:          # or NewsSite(articles), then start()/stop()
         site.url                                 # "http://127.0.0.1:PORT"
-        site.add(SiteArticle(...)); site.update(slug, text=...); site.remove(slug)
-        site.syndicate(slug, outlet="Levant Wire", edits={...})  # same story, other furniture
+        site.add(SiteArticle(...))
         site.requests                            # every path served, in order
-        site.article_requests()                  # article pages served with a body (200)
-    generate_articles(2000)                      # bench pages of 50-120 KB each
+
+Subclasses add routes by extending ``_feeds`` and ``render`` and change how an article's page is
+served through the ``_canonical``, ``_html_attrs``, ``_padding`` and ``_content_type`` hooks
+(the tests' site in tests/support/newssite.py does).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import html
-import random
 import threading
-import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from ruamel.yaml import YAML
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from email.message import Message
 
-SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
+SEEDS_DIR = Path(__file__).resolve().parent.parent.parent / "seeds"
+HOST = "127.0.0.1"
+DEFAULT_OUTLET = "Aleppo Monitor"
 
 # Furniture phrases mention watched names on purpose: if one reaches stored text, a rule fires
 # on navigation instead of news. Tests look for these exact strings.
@@ -58,6 +60,11 @@ RELATED_PHRASES = ("Shelling reported near Azaz border crossing", "Marea residen
 COMMENT_PHRASE = "Daesh will never hold Manbij, says a reader from Kafrah"
 FOOTER_PHRASE = "Newsletter: the week in Marea and Azaz"
 
+HTML_TYPE = "text/html; charset=utf-8"
+RSS_TYPE = "application/rss+xml"
+ATOM_TYPE = "application/atom+xml"
+XML_TYPE = "application/xml"
+
 
 @dataclass
 class SiteArticle:
@@ -65,20 +72,15 @@ class SiteArticle:
     title: str
     paragraphs: list[str]
     published: datetime
-    outlet: str = "Aleppo Monitor"
+    outlet: str = DEFAULT_OUTLET
     author: str | None = None
     updated: datetime | None = None
     lang: str = "en"
     encoding: str = "utf-8"
-    charset_in_header: bool = True  # False: only the page's <meta charset> says it
-    prefix: str = "news"  # path prefix: /news/<slug>.html
-    declare_lang: bool = True  # False: no <html lang>, so the crawler must detect it
-    padding_kb: int = 0  # extra furniture (scripts, comments) to make bench pages realistic
-    canonical: str | None = None  # override rel=canonical (absolute URL)
 
     @property
     def path(self) -> str:
-        return f"/{self.prefix}/{self.slug}.html"
+        return f"/news/{self.slug}.html"
 
     @property
     def modified(self) -> datetime:
@@ -98,7 +100,9 @@ class ServedRequest:
 
 
 @dataclass
-class _Page:
+class Page:
+    """One response: what ``NewsSite.render`` returns and the handler sends."""
+
     body: bytes
     content_type: str
     modified: datetime | None = None
@@ -106,11 +110,15 @@ class _Page:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# A feed route: its content type (before "; charset=utf-8") and what renders its body.
+Feed = tuple[str, Callable[[], str]]
+
+
 def load_seed_articles(seeds_dir: Path = SEEDS_DIR) -> list[SiteArticle]:
     """The seed .txt files as articles, read with the help of ``seeds/site.yaml``."""
-    from ruamel.yaml import YAML
-
-    manifest = YAML(typ="safe").load((seeds_dir / "site.yaml").read_text(encoding="utf-8"))["seeds"]
+    manifest: dict[str, dict[str, Any]] = YAML(typ="safe").load(
+        (seeds_dir / "site.yaml").read_text(encoding="utf-8")
+    )["seeds"]
     out = []
     for name, meta in sorted(manifest.items()):
         raw = (seeds_dir / name).read_text(encoding="utf-8")
@@ -134,141 +142,8 @@ def load_seed_articles(seeds_dir: Path = SEEDS_DIR) -> list[SiteArticle]:
                 title=meta["title"],
                 paragraphs=paragraphs,
                 published=published,
-                outlet=meta.get("outlet", "Aleppo Monitor"),
+                outlet=meta.get("outlet", DEFAULT_OUTLET),
                 author=meta.get("author"),
-            )
-        )
-    return out
-
-
-ARABIC_PARAGRAPHS = [
-    "تقدم مقاتلو تنظيم الدولة الإسلامية صباح الجمعة نحو مدينة إعزاز الحدودية في ريف حلب الشمالي، "
-    "وسيطروا على عدة قرى قريبة من طريق الإمداد الرئيسي للفصائل المعارضة.",
-    "وقال المرصد السوري لحقوق الإنسان إن آلاف المدنيين نزحوا باتجاه الحدود التركية المغلقة، "
-    "حيث يعيش عشرات الآلاف في مخيمات عشوائية.",
-    "وأضاف أن التنظيم بات على بعد خمسة كيلومترات من إعزاز، وأن الاشتباكات ما زالت مستمرة "
-    "قرب بلدة مارع المحاصرة.",
-]
-
-
-def arabic_article(slug: str = "azaz-arabic", *, published: datetime | None = None) -> SiteArticle:
-    """An Arabic article served as windows-1256, charset only in the page's meta tag."""
-    return SiteArticle(
-        slug=slug,
-        title="تنظيم الدولة يتقدم نحو إعزاز",
-        paragraphs=list(ARABIC_PARAGRAPHS),
-        published=published or datetime(2016, 5, 27, 12, 0, tzinfo=UTC),
-        outlet="حلب اليوم",
-        lang="ar",
-        encoding="windows-1256",
-        charset_in_header=False,
-        declare_lang=False,
-    )
-
-
-_WORDS = [
-    "the",
-    "rebels",
-    "said",
-    "on",
-    "Tuesday",
-    "that",
-    "fighters",
-    "from",
-    "the",
-    "group",
-    "had",
-    "moved",
-    "toward",
-    "villages",
-    "north",
-    "of",
-    "Aleppo",
-    "near",
-    "the",
-    "Turkish",
-    "border",
-    "where",
-    "thousands",
-    "of",
-    "civilians",
-    "live",
-    "in",
-    "camps",
-    "and",
-    "aid",
-    "agencies",
-    "warned",
-    "of",
-    "shortages",
-    "as",
-    "clashes",
-    "continued",
-    "along",
-    "the",
-    "supply",
-    "route",
-    "monitoring",
-    "group",
-    "reported",
-    "airstrikes",
-    "overnight",
-    "while",
-    "local",
-    "councils",
-    "asked",
-    "for",
-    "help",
-    "with",
-    "water",
-    "electricity",
-    "and",
-    "bread",
-    "schools",
-    "closed",
-    "hospitals",
-    "were",
-    "damaged",
-    "and",
-    "families",
-    "fled",
-    "toward",
-    "the",
-    "frontier",
-    "crossing",
-]
-_PLACES = ("Azaz", "Marea", "Manbij", "Kafrah", "Jarablus", "al-Bab", "Tal Rifaat", "Afrin")
-
-
-def generate_articles(
-    count: int,
-    *,
-    seed: int = 0,
-    min_kb: int = 50,
-    max_kb: int = 120,
-    start: datetime | None = None,
-) -> list[SiteArticle]:
-    """``count`` distinct articles whose rendered pages weigh ``min_kb``-``max_kb`` KB each (the
-    bulk is furniture, like real news pages); deterministic for a given ``seed``."""
-    rng = random.Random(seed)
-    start = start or datetime.now(UTC) - timedelta(hours=1)
-    out = []
-    for i in range(count):
-        paragraphs = []
-        for _ in range(rng.randint(6, 14)):
-            words = [rng.choice(_WORDS) for _ in range(rng.randint(40, 90))]
-            words.insert(rng.randrange(len(words)), rng.choice(_PLACES))
-            words.insert(0, f"Report {i}:")
-            paragraphs.append(" ".join(words).capitalize() + ".")
-        title = f"{rng.choice(_PLACES)}: {' '.join(rng.choice(_WORDS) for _ in range(7))} ({i})"
-        out.append(
-            SiteArticle(
-                slug=f"story-{i:05d}",
-                title=title,
-                paragraphs=paragraphs,
-                published=start - timedelta(minutes=i),
-                author="Staff reporter",
-                padding_kb=rng.randint(min_kb, max_kb),
             )
         )
     return out
@@ -277,7 +152,7 @@ def generate_articles(
 class NewsSite:
     """The site and its server. Thread-safe: tests edit articles while the crawler reads."""
 
-    def __init__(self, articles: Iterable[SiteArticle] = (), *, outlet: str = "Aleppo Monitor"):
+    def __init__(self, articles: Iterable[SiteArticle] = (), *, outlet: str = DEFAULT_OUTLET) -> None:
         self.outlet = outlet
         self._articles: dict[str, SiteArticle] = {}
         self._lock = threading.Lock()
@@ -291,14 +166,14 @@ class NewsSite:
             self.add(a)
 
     @classmethod
-    def from_seeds(cls, seeds_dir: Path = SEEDS_DIR, **kwargs) -> NewsSite:
-        return cls(load_seed_articles(seeds_dir), **kwargs)
+    def from_seeds(cls, seeds_dir: Path = SEEDS_DIR, *, outlet: str = DEFAULT_OUTLET) -> Self:
+        return cls(load_seed_articles(seeds_dir), outlet=outlet)
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> NewsSite:
+    def start(self) -> Self:
         if self._server is None:
             handler = type("Handler", (_Handler,), {"site": self})
-            self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            self._server = ThreadingHTTPServer((HOST, 0), handler)
             self._server.daemon_threads = True
             self._thread = threading.Thread(target=self._server.serve_forever, name="newssite", daemon=True)
             self._thread.start()
@@ -311,7 +186,7 @@ class NewsSite:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> NewsSite:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -321,8 +196,7 @@ class NewsSite:
     def url(self) -> str:
         """The site's root; still known after stop() so tests can read results."""
         if self._server is not None:
-            host, port = self._server.server_address[:2]
-            self._last_url = f"http://{host}:{port}"
+            self._last_url = f"http://{HOST}:{self._server.server_port}"
         if not self._last_url:
             raise RuntimeError("NewsSite was never started")
         return self._last_url
@@ -349,112 +223,55 @@ class NewsSite:
             self._touch(article.modified)
         return article
 
-    def publish(self, article: SiteArticle) -> SiteArticle:
-        """Add an article as just published (its dates set to now)."""
-        now = _now()
-        return self.add(replace(article, published=now, updated=None))
-
-    def update(self, path_or_slug: str, **changes) -> SiteArticle:
-        """Edit an article; its ``updated`` stamp moves to now unless given."""
-        old = self.get(path_or_slug)
-        changes.setdefault("updated", max(_now(), old.modified + timedelta(seconds=1)))
-        new = replace(old, **changes)
-        with self._lock:
-            self._articles[new.path] = new
-            self._touch(new.modified)
-        return new
-
-    def remove(self, path_or_slug: str) -> None:
-        old = self.get(path_or_slug)
-        with self._lock:
-            del self._articles[old.path]
-            self._touch(_now())
-
-    def syndicate(
-        self,
-        path_or_slug: str,
-        *,
-        outlet: str = "Levant Wire",
-        slug: str | None = None,
-        edits: dict[str, str] | None = None,
-        prefix: str = "partner",
-    ) -> SiteArticle:
-        """The same story run by another outlet: other furniture, optional small text edits."""
-        old = self.get(path_or_slug)
-        paragraphs = list(old.paragraphs)
-        for before, after in (edits or {}).items():
-            paragraphs = [p.replace(before, after) for p in paragraphs]
-        copy = replace(
-            old,
-            slug=slug or old.slug,
-            outlet=outlet,
-            prefix=prefix,
-            paragraphs=paragraphs,
-            published=old.published + timedelta(hours=2),
-            updated=None,
-            author=f"{outlet} wire",
-        )
-        return self.add(copy)
-
     def _touch(self, when: datetime) -> None:
+        """Call with ``_lock`` held after any edit."""
         self._pages.clear()  # related links and feeds depend on every article
         self._site_modified = max(self._site_modified + timedelta(seconds=1), when)
 
-    # -- request log ---------------------------------------------------------------------
-    def article_requests(self) -> list[str]:
-        """Article pages sent with a body (a 304 or a feed fetch does not count)."""
-        return [
-            r.path
-            for r in list(self.requests)
-            if r.status == 200
-            and r.path.endswith(".html")
-            and r.path.count("/") == 2
-            and not r.path.startswith(("/private/", "/fault/"))
-        ]
-
-    def reset_requests(self) -> None:
-        self.requests.clear()
-
     # -- rendering -----------------------------------------------------------------------
-    def render(self, path: str, query: dict[str, list[str]]) -> _Page | None:
+    def render(self, path: str, query: dict[str, list[str]]) -> Page | None:  # noqa: ARG002 - subclasses read it
+        """The response for ``path``, or None for a 404."""
         arts = self.articles
         if path in ("/", "/index.html"):
-            return _Page(self._listing(arts).encode(), "text/html; charset=utf-8", self._site_modified)
+            return Page(self._listing(arts).encode(), HTML_TYPE, self._site_modified)
         if path == "/robots.txt":
-            return _Page(b"User-agent: *\nDisallow: /private/\n", "text/plain", self._site_modified)
-        feeds = {
-            "/feed/rss.xml": lambda: self._rss2(arts),
-            "/feed/rss091.xml": lambda: self._rss091(arts),
-            "/feed/rss1.rdf": lambda: self._rss1(arts),
-            "/feed/atom.xml": lambda: self._atom(arts),
-            "/feed/broken.xml": lambda: self._rss2(arts).replace("</channel>", "<item><title>cut off"),
-            "/feed/faults.xml": lambda: self._faults_feed(arts),
-            "/news-sitemap.xml": lambda: self._news_sitemap(arts),
-            "/sitemap-index.xml": lambda: self._sitemap_index(),
-            "/sitemaps/news-1.xml": lambda: self._news_sitemap(arts[::2]),
-            "/sitemaps/news-2.xml": lambda: self._news_sitemap(arts[1::2]),
-        }
-        if path in feeds:
-            kind = (
-                "application/rss+xml"
-                if "rss" in path or "broken" in path or "faults" in path
-                else ("application/atom+xml" if "atom" in path else "application/xml")
-            )
-            return _Page(feeds[path]().encode(), f"{kind}; charset=utf-8", self._site_modified)
-        if path.startswith(("/fault/", "/private/")):
-            return self._fault(path, query)
+            return Page(b"User-agent: *\nDisallow: /private/\n", "text/plain", self._site_modified)
+        feed = self._feeds(arts).get(path)
+        if feed is not None:
+            kind, body = feed
+            return Page(body().encode(), f"{kind}; charset=utf-8", self._site_modified)
         with self._lock:
             article = self._articles.get(path)
         if article is None:
             return None
-        body = self._pages.get(path)
-        if body is None:
-            body = self._article_page(article, arts).encode(article.encoding, errors="xmlcharrefreplace")
-            self._pages[path] = body
-        ctype = "text/html" + (f"; charset={article.encoding}" if article.charset_in_header else "")
-        return _Page(body, ctype, article.modified)
+        page = self._pages.get(path)
+        if page is None:
+            page = self._article_page(article, arts).encode(article.encoding, errors="xmlcharrefreplace")
+            self._pages[path] = page
+        return Page(page, self._content_type(article), article.modified)
 
-    def _furniture_head(self, title: str, outlet: str) -> str:
+    def _feeds(self, arts: list[SiteArticle]) -> dict[str, Feed]:
+        return {
+            "/feed/rss.xml": (RSS_TYPE, lambda: self._rss2(arts)),
+            "/feed/atom.xml": (ATOM_TYPE, lambda: self._atom(arts)),
+            "/news-sitemap.xml": (XML_TYPE, lambda: self._news_sitemap(arts)),
+        }
+
+    # Hooks for how an article's page is served.
+    def _canonical(self, a: SiteArticle) -> str:
+        return self.link(a.path)
+
+    def _html_attrs(self, a: SiteArticle) -> str:
+        return f' lang="{a.lang}"' + (' dir="rtl"' if a.lang == "ar" else "")
+
+    def _padding(self, a: SiteArticle) -> tuple[str, str]:  # noqa: ARG002 - subclasses read it
+        """Extra bulk for the page's <head> and its comments section: none here."""
+        return "", ""
+
+    def _content_type(self, a: SiteArticle) -> str:
+        return f"text/html; charset={a.encoding}"
+
+    def _furniture_head(self, outlet: str) -> str:
         return (
             f'<header class="site-header"><div class="logo"><a href="/">{_e(outlet)}</a></div>'
             '<nav class="main-nav" role="navigation"><ul>'
@@ -465,23 +282,21 @@ class NewsSite:
         )
 
     def _article_page(self, a: SiteArticle, arts: list[SiteArticle]) -> str:
-        url = a.canonical or self.link(a.path)
+        url = self._canonical(a)
         others = [o for o in arts if o.path != a.path][:3]
         related = "".join(f'<li><a href="{o.path}">{_e(o.title)}</a></li>' for o in others)
         related += "".join(
             f'<li><a href="/news/archive-{i}.html">{p}</a></li>' for i, p in enumerate(RELATED_PHRASES)
         )
         body = "".join(f"<p>{_e(p)}</p>" for p in a.paragraphs)
-        lang = f' lang="{a.lang}"' if a.declare_lang else ""
-        direction = ' dir="rtl"' if a.lang == "ar" else ""
         author = f'<meta name="author" content="{_e(a.author)}">' if a.author else ""
         byline = f'By <span class="author">{_e(a.author)}</span> ' if a.author else ""
         updated = (
             f'<meta property="article:modified_time" content="{a.updated.isoformat()}">' if a.updated else ""
         )
-        padding = _padding(a.padding_kb, a.slug)
+        padding = self._padding(a)
         return (
-            f'<!DOCTYPE html><html{lang}{direction}><head><meta charset="{a.encoding}">'
+            f'<!DOCTYPE html><html{self._html_attrs(a)}><head><meta charset="{a.encoding}">'
             f"<title>{_e(a.title)} | {_e(a.outlet)}</title>"
             f'<link rel="canonical" href="{_e(url)}">'
             f'<meta property="og:type" content="article"><meta property="og:title" content="{_e(a.title)}">'
@@ -490,7 +305,7 @@ class NewsSite:
             f'<meta property="article:published_time" content="{a.published.isoformat()}">{updated}{author}'
             '<link rel="stylesheet" href="/static/site.css">'
             f'{padding[0]}</head><body class="single-post">'
-            f"{self._furniture_head(a.title, a.outlet)}"
+            f"{self._furniture_head(a.outlet)}"
             '<div class="container"><main id="main" class="site-main">'
             '<article class="post type-post hentry">'
             f'<header class="entry-header"><h1 class="entry-title">{_e(a.title)}</h1>'
@@ -530,11 +345,12 @@ class NewsSite:
         )
         return (
             f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>News | {_e(self.outlet)}'
-            f"</title></head><body>{self._furniture_head('News', self.outlet)}<main>{items}</main>"
+            f"</title></head><body>{self._furniture_head(self.outlet)}<main>{items}</main>"
             f'<footer class="site-footer"><p>{FOOTER_PHRASE}</p></footer></body></html>'
         )
 
     def _rss2(self, arts: list[SiteArticle], extra: Iterable[tuple[str, str]] = ()) -> str:
+        """RSS 2.0 over ``arts``, then one bare item per (title, path) in ``extra``."""
         items = "".join(
             f"<item><title>{_e(a.title)}</title><link>{self.link(a.path)}?utm_source=rss&amp;utm_medium=feed</link>"
             f'<guid isPermaLink="false">{a.path}</guid><pubDate>{format_datetime(a.published)}</pubDate>'
@@ -547,37 +363,6 @@ class NewsSite:
             '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom">'
             f"<channel><title>{_e(self.outlet)}</title><link>{self.url}/</link>"
             f"<description>News from northern Syria</description>{items}</channel></rss>"
-        )
-
-    def _faults_feed(self, arts: list[SiteArticle]) -> str:
-        return self._rss2(arts[:1], [(p, p) for p in FAULT_PATHS])
-
-    def _rss091(self, arts: list[SiteArticle]) -> str:
-        items = "".join(
-            f"<item><title>{_e(a.title)}</title><link>{self.link(a.path)}</link>"
-            "<description>…</description></item>"
-            for a in arts
-        )
-        return (
-            '<?xml version="1.0" encoding="utf-8"?><rss version="0.91"><channel>'
-            f"<title>{_e(self.outlet)}</title><link>{self.url}/</link><description>News</description>"
-            f"<language>en</language>{items}</channel></rss>"
-        )
-
-    def _rss1(self, arts: list[SiteArticle]) -> str:
-        seq = "".join(f'<rdf:li resource="{self.link(a.path)}"/>' for a in arts)
-        items = "".join(
-            f'<item rdf:about="{self.link(a.path)}"><title>{_e(a.title)}</title>'
-            f"<link>{self.link(a.path)}</link>"
-            f"<dc:date>{a.published.isoformat()}</dc:date></item>"
-            for a in arts
-        )
-        return (
-            '<?xml version="1.0" encoding="utf-8"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
-            ' xmlns="http://purl.org/rss/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/">'
-            f'<channel rdf:about="{self.url}/feed/rss1.rdf"><title>{_e(self.outlet)}</title>'
-            f"<link>{self.url}/</link><description>News</description><items><rdf:Seq>{seq}</rdf:Seq></items>"
-            f"</channel>{items}</rdf:RDF>"
         )
 
     def _atom(self, arts: list[SiteArticle]) -> str:
@@ -611,95 +396,9 @@ class NewsSite:
             f'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">{urls}</urlset>'
         )
 
-    def _sitemap_index(self) -> str:
-        parts = "".join(
-            f"<sitemap><loc>{self.url}/sitemaps/news-{i}.xml</loc>"
-            f"<lastmod>{self._site_modified.isoformat()}</lastmod></sitemap>"
-            for i in (1, 2)
-        )
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?><sitemapindex '
-            f'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{parts}</sitemapindex>'
-        )
-
-    def _fault(self, path: str, query: dict[str, list[str]]) -> _Page | None:
-        html_type = "text/html; charset=utf-8"
-        if path == "/fault/404":
-            return _Page(b"<html><body>Not found</body></html>", html_type, status=404)
-        if path == "/fault/500":
-            return _Page(b"<html><body>Server error</body></html>", html_type, status=500)
-        if path == "/fault/slow":
-            time.sleep(float(query.get("seconds", ["5"])[0]))
-            return _Page(b"<html><body><p>late</p></body></html>", html_type)
-        if path == "/fault/huge":
-            size = int(query.get("bytes", [str(8 * 1024 * 1024)])[0])
-            return _Page(b"<html><body><p>" + b"x" * size + b"</p></body></html>", html_type)
-        if path == "/fault/gzip-bomb":
-            size = int(query.get("bytes", [str(64 * 1024 * 1024)])[0])
-            bomb = gzip.compress(b"<html><body><p>" + b"\0" * size, compresslevel=9)
-            return _Page(bomb, html_type, headers={"Content-Encoding": "gzip"})
-        if path == "/fault/loop":
-            return _Page(b"", html_type, status=302, headers={"Location": "/fault/loop2"})
-        if path == "/fault/loop2":
-            return _Page(b"", html_type, status=302, headers={"Location": "/fault/loop"})
-        if path == "/fault/binary":
-            return _Page(b"%PDF-1.4\n" + bytes(range(256)) * 64, "application/pdf")
-        if path == "/fault/binary-html":
-            return _Page(b"\x89PNG\r\n\x1a\n\0\0\0" + bytes(range(256)) * 64, "text/html")
-        if path == "/fault/undecodable":
-            garbage = bytes(random.Random(7).randrange(128, 256) for _ in range(6000))
-            return _Page(
-                b'<html><head><meta charset="utf-8"></head><body><p>' + garbage + b"</p></body></html>",
-                "text/html; charset=utf-8",
-            )
-        if path == "/private/secret.html":
-            return _Page(b"<html><body><p>Robots said no.</p></body></html>", html_type)
-        return None
-
-
-# Fault routes with the failure reason the crawler records for each.
-FAULTS = {
-    "/fault/404": "http-404",
-    "/fault/500": "http-500",
-    "/fault/slow?seconds=4": "timeout",
-    "/fault/huge": "too-large",
-    "/fault/gzip-bomb": "too-large",
-    "/fault/loop": "redirect-loop",
-    "/fault/binary": "not-html",
-    "/fault/binary-html": "binary",
-    "/fault/undecodable": "undecodable",
-    "/private/secret.html": "robots",
-}
-FAULT_PATHS = tuple(FAULTS)
-
-
-def _padding(kb: int, key: str) -> tuple[str, str]:
-    """Realistic bulk for bench pages: an inline script in <head> and many short comments."""
-    if kb <= 0:
-        return "", ""
-    rng = random.Random(key)
-    script_bytes = kb * 1024 * 2 // 3
-    blob = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(256))
-    script = f'<script>window.__STATE__="{(blob * (script_bytes // 256 + 1))[:script_bytes]}";</script>'
-    comments, size, n = [], 0, 0
-    target = kb * 1024 // 3 - 6000  # the rest of the page is about 6 KB
-    while size < target:
-        n += 1
-        c = (
-            f'<li class="comment"><div class="comment-content"><p>Reader {n}: '
-            f"{' '.join(rng.choice(_WORDS) for _ in range(20))}</p></div></li>"
-        )
-        comments.append(c)
-        size += len(c)
-    return script, f'<ol class="comment-list more">{"".join(comments)}</ol>'
-
 
 def _e(text: str) -> str:
     return html.escape(text, quote=True)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -717,9 +416,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             page = self.site.render(parts.path, parse_qs(parts.query))
         except Exception as exc:  # a bug in the site must show, not hang the crawler
-            page = _Page(f"site error: {exc}".encode(), "text/plain", status=500)
+            page = Page(f"site error: {exc}".encode(), "text/plain", status=500)
         if page is None:
-            page = _Page(b"<html><body>Not found</body></html>", "text/html; charset=utf-8", status=404)
+            page = Page(b"<html><body>Not found</body></html>", HTML_TYPE, status=404)
         status, headers = page.status, dict(page.headers)
         if status == 200:
             etag = '"' + hashlib.sha1(page.body).hexdigest()[:16] + '"'
@@ -745,7 +444,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the crawler gave up on us (size limit, timeout): expected
 
 
-def _not_modified(headers, etag: str, modified: datetime | None) -> bool:
+def _not_modified(headers: Message, etag: str, modified: datetime | None) -> bool:
     inm = headers.get("If-None-Match")
     if inm is not None:
         return etag in [t.strip() for t in inm.split(",")] or inm.strip() == "*"
@@ -759,11 +458,14 @@ def _not_modified(headers, etag: str, modified: datetime | None) -> bool:
 
 
 __all__ = [
-    "FAULTS",
-    "FAULT_PATHS",
+    "COMMENT_PHRASE",
+    "FOOTER_PHRASE",
+    "NAV_PHRASE",
+    "RELATED_PHRASES",
+    "SEEDS_DIR",
     "NewsSite",
+    "Page",
+    "ServedRequest",
     "SiteArticle",
-    "arabic_article",
-    "generate_articles",
     "load_seed_articles",
 ]

@@ -42,6 +42,7 @@ def crawl_in_subprocess(config_path: str | Path, *names: str, timeout: float = 1
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": _python_path()},
     )
     if proc.returncode != 0 or not proc.stdout.strip():
