@@ -25,6 +25,7 @@ from core.located import (
     load_yaml,
     node_location,
     pydantic_errors,
+    value_location,
 )
 from core.strict import StrictModel
 from crawler.config import CrawlConfig
@@ -92,23 +93,12 @@ def _substitute(node: Any, path: str, env: dict[str, str], errors: ErrorCollecto
     if isinstance(node, str) and "${" in node:
         missing = [m.group(1) for m in _VAR.finditer(node) if m.group(1) not in env]
         for name in missing:
-            where = _value_location(path, parent, key)
+            where = value_location(path, parent, key)
             errors.add(where, f"environment variable {name} is not set")
         if missing:
             return node
         return _VAR.sub(lambda m: env[m.group(1)], node)
     return node
-
-
-def _value_location(path: str, parent: Any, key: Any) -> Location:
-    lc = getattr(parent, "lc", None)
-    if isinstance(parent, CommentedMap) and lc is not None:
-        try:
-            line, col = lc.value(key)
-            return Location(path, line + 1, col + 1)
-        except (KeyError, TypeError):
-            pass
-    return node_location(path, parent, key)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
