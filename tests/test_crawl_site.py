@@ -1,5 +1,9 @@
 """End-to-end crawls of the local news site, each in a fresh process (the reactor runs once
-per process): every feed format, sitemaps, listing, syndication, updates, re-crawl, faults."""
+per process): every feed format, sitemaps, listing, syndication, updates, re-crawl, faults.
+
+``crawl_in_subprocess`` forks each crawl from a server that has done the imports once
+(tests/support/crawl.py); ``lookout crawl`` and ``scrapy crawl`` run as a user runs them, with a
+gazetteer cache built once for the whole run (``gazetteer_dir``)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from support.crawl import crawl_in_subprocess
+from support.crawl import crawl_in_subprocess, shared_gazetteer_cache
 from support.newssite import (
     COMMENT_PHRASE,
     FAULTS,
@@ -21,8 +25,10 @@ from support.newssite import (
     SiteArticle,
     arabic_article,
 )
+from support.perrun import run_folder
 
 from core.store import Store, articles, crawl_failures, crawl_runs, http_cache, sources
+from lookout.cli import main
 
 pytestmark = pytest.mark.e2e
 
@@ -31,15 +37,24 @@ ROOT = Path(__file__).resolve().parent.parent
 SYNDICATED_FROM = "isis-advances-flashpoint-north-aleppo"
 
 
-def write_config(tmp_path: Path, sources_yaml: str, **crawl: str) -> Path:
+def write_config(tmp_path: Path, sources_yaml: str, *, gazetteer: Path | None = None, **crawl: str) -> Path:
+    """With ``gazetteer`` (the ``gazetteer_dir`` fixture), the gazetteer's cache is that folder:
+    for the crawls that load it (``lookout crawl``, ``scrapy crawl``; not ``crawl_in_subprocess``)."""
     crawl_lines = "".join(f"  {k}: {v}\n" for k, v in {"max_age": "3d", **crawl}.items())
+    gazetteer_lines = f"gazetteer:\n  cache_dir: {gazetteer}\n" if gazetteer else ""
     path = tmp_path / "lookout.yaml"
     path.write_text(
-        f"database: sqlite:///{tmp_path / 'lookout.db'}\nrules: []\ncrawl:\n{crawl_lines}"
+        f"database: sqlite:///{tmp_path / 'lookout.db'}\nrules: []\ncrawl:\n{crawl_lines}{gazetteer_lines}"
         f"sources:\n{sources_yaml}",
         encoding="utf-8",
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def gazetteer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default gazetteer's cache, built once for this run (its xdist workers share it)."""
+    return shared_gazetteer_cache(run_folder(tmp_path_factory) / "gazetteer-cache")
 
 
 def source(name: str, kind: str, url: str, follow: str | None = None) -> str:
@@ -198,10 +213,14 @@ def test_recrawl_downloads_no_article_and_picks_up_updates_and_new_articles(tmp_
 def test_every_fault_is_recorded_and_the_crawl_goes_on(tmp_path):
     site = NewsSite.from_seeds()
     with site:
+        # The slow page answers after 4 s: a 1 s download timeout (the least there is) fails it
+        # twice (one retry) in 2 s. The gzip bomb is made now (0.3 s), not on its first request,
+        # so that request answers well within the timeout.
+        site.render("/fault/gzip-bomb", {})
         config = write_config(
             tmp_path,
             source("faults", "feed", site.link("/feed/faults.xml")),
-            download_timeout="2s",
+            download_timeout="1s",
             max_body_bytes="1000000",
             max_redirects="3",
         )
@@ -216,11 +235,11 @@ def test_every_fault_is_recorded_and_the_crawl_goes_on(tmp_path):
     assert source_row["last_result"] == "partial" and "timeout" in source_row["last_error"]
 
 
-def test_scrapy_crawl_from_the_project_root(tmp_path):
+def test_scrapy_crawl_from_the_project_root(tmp_path, gazetteer_dir):
     site = make_site()
     with site:
         config = write_config(
-            tmp_path, source("atom-site", "feed", site.link("/feed/atom.xml")), max_age="null"
+            tmp_path, source("atom-site", "feed", site.link("/feed/atom.xml")), gazetteer=gazetteer_dir, max_age="null"
         )
         proc = subprocess.run(
             [sys.executable, "-m", "scrapy", "crawl", "feed", "-a", "source=atom-site"],
@@ -236,13 +255,14 @@ def test_scrapy_crawl_from_the_project_root(tmp_path):
     assert len(stored) == 5 and all(r["alertable"] for r in stored)
 
 
-def test_lookout_crawl_and_sources_commands(tmp_path):
+def test_lookout_crawl_and_sources_commands(tmp_path, gazetteer_dir, capsys):
     site = make_site()
     with site:
         config = write_config(
             tmp_path,
             source("rss", "feed", site.link("/feed/rss.xml"))
             + source("listing", "listing", site.link("/"), "h2.entry-title a"),
+            gazetteer=gazetteer_dir,
         )
         proc = subprocess.run(
             [sys.executable, "-m", "lookout.cli", "--config", str(config), "crawl", "rss"],
@@ -271,14 +291,10 @@ def test_lookout_crawl_and_sources_commands(tmp_path):
     assert "/feed/rss.xml" in paths and "/" not in paths  # only the named source ran
     assert agents == {"Lookout/0.1.0 (+https://github.com/lookout-osint/lookout)"}
 
-    listing = subprocess.run(
-        [sys.executable, "-m", "lookout.cli", "--config", str(config), "sources", "list"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    out = {line.split()[0]: line for line in listing.stdout.splitlines()[2:]}
+    # `sources list` needs no crawl: in this process.
+    capsys.readouterr()
+    assert main(["--config", str(config), "sources", "list"]) == 0
+    out = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
     assert " 5 " in out["rss"] and "UTC" in out["rss"]
     assert out["listing"].rstrip().endswith("never crawled")
 
@@ -294,10 +310,10 @@ def assert_quiet(stderr: str, site: NewsSite) -> None:
     assert all(r[2] in ("INFO", "WARNING", "ERROR") and r[3].startswith(ours) for r in records), stderr[-2000:]
 
 
-def test_verbose_crawl_logs_debug_but_never_article_text(tmp_path):
+def test_verbose_crawl_logs_debug_but_never_article_text(tmp_path, gazetteer_dir):
     site = make_site()
     with site:
-        config = write_config(tmp_path, source("atom", "feed", site.link("/feed/atom.xml")))
+        config = write_config(tmp_path, source("atom", "feed", site.link("/feed/atom.xml")), gazetteer=gazetteer_dir)
         proc = subprocess.run(
             [sys.executable, "-m", "lookout.cli", "-v", "--config", str(config), "crawl"],
             capture_output=True,
@@ -362,7 +378,7 @@ def test_article_whose_canonical_differs_from_its_feed_link_is_not_fetched_again
 
 
 class _SlowSite:
-    """A feed of 8 articles whose pages take 0.4 s each; counts requests in flight at once."""
+    """A feed of 8 articles whose pages take 0.2 s each; counts requests in flight at once."""
 
     def __init__(self) -> None:
         import threading
@@ -392,7 +408,7 @@ class _SlowSite:
                                 "</channel></rss>")
                         ctype = "application/rss+xml"
                     elif self.path.startswith("/a/"):
-                        time.sleep(0.4)
+                        time.sleep(0.2)  # long enough for every request the limit allows to overlap
                         text = " ".join(["Shelling was reported near the market on Tuesday morning."] * 12)
                         body = (f"<html><head><title>Report</title></head><body><article><p>{text}</p>"
                                 "</article></body></html>")
@@ -412,7 +428,9 @@ class _SlowSite:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True  # a quick shutdown()
+        )
 
     def __enter__(self):
         self.thread.start()

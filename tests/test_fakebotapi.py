@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from fakebotapi import DEFAULT_TOKEN, FakeBotAPI, HTMLParseError, parse_telegram_html
+from support.clock import FakeClock
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.request import HTTPXRequest
@@ -133,6 +134,26 @@ def test_global_limit_30_per_second():
         results = run(go())
     assert sum(isinstance(r, RetryAfter) for r in results) == 5
     assert len(fake.messages()) == 30
+
+
+def test_limits_go_by_the_clock_given():
+    # Tests that pace sends in virtual time hand the fake their clock: it judges and stamps on it.
+    clock = FakeClock()
+    with FakeBotAPI(clock=clock) as fake:
+        async def go():
+            async with make_bot(fake) as bot:
+                for _ in range(3):
+                    await bot.send_message(5, "x")
+                with pytest.raises(RetryAfter):  # the burst is spent and no virtual time passed
+                    await bot.send_message(5, "x")
+                clock.advance(1.0)  # one token back
+                await bot.send_message(5, "x")
+                with pytest.raises(RetryAfter):
+                    await bot.send_message(5, "x")
+
+        run(go())
+    assert [m.at for m in fake.messages(5)] == [clock.start] * 3 + [clock.start + 1.0]
+    assert fake.count_429 == 2
 
 
 def test_injected_faults_5xx_and_forced_429(fake):

@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+import lookout.lock as lock_module
 from lookout.lock import LockHeld, ServiceLock, lock_path_for, service_holder
 
 HOLDER_SCRIPT = textwrap.dedent(
@@ -36,11 +37,32 @@ def _hold_in_subprocess(store):
     return proc
 
 
-def test_second_instance_refused_with_holders_pid(store):
+class _FakeClock:
+    """``lookout.lock``'s view of time: its sleeps advance the clock instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+def test_second_instance_refused_with_holders_pid(store, monkeypatch):
     proc = _hold_in_subprocess(store)
+    # The file lock retries a conflict for 2 s before refusing (a ``lookout status`` peek must not
+    # refuse a start, see below); on a fake clock that patience costs no real time.
+    clock = _FakeClock()
     try:
-        with pytest.raises(LockHeld) as info:
+        with monkeypatch.context() as patched, pytest.raises(LockHeld) as info:
+            patched.setattr(lock_module, "time", clock)
             ServiceLock(store).acquire()
+        if store.dialect == "sqlite":
+            assert clock.slept >= 2.0, "refused before the patience ran out"
         assert f"pid {proc.pid}" in str(info.value) or f"pid={proc.pid}" in str(info.value)
         assert service_holder(store) is not None
         assert str(proc.pid) in service_holder(store)

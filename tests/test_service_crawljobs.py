@@ -39,7 +39,7 @@ CHILD = textwrap.dedent(
     elif name.startswith("oom"):
         os.kill(os.getpid(), signal.SIGKILL)
     else:
-        time.sleep(0.4)
+        time.sleep(0.1)
     with open(log, "a") as f:
         f.write(f"end {name} {time.monotonic()}\\n")
     """
@@ -47,6 +47,8 @@ CHILD = textwrap.dedent(
 
 
 def _jobs(store, tmp_path: Path, *, parallel=2, timeout=5.0, finished=None) -> tuple[CrawlJobs, Path]:
+    """Crawl jobs on the stand-in child. A SIGTERM the child ignores is followed by SIGKILL after
+    0.2 s: what is under test is that the kill comes, not how long the grace is."""
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     log = tmp_path / "child.log"
@@ -55,11 +57,24 @@ def _jobs(store, tmp_path: Path, *, parallel=2, timeout=5.0, finished=None) -> t
         command=lambda name: [sys.executable, str(script), name, str(log)],
         parallel=parallel,
         timeout=timedelta(seconds=timeout),
-        kill_grace=0.5,
+        kill_grace=0.2,
         on_finished=finished,
         source_info=lambda name: ("feed", f"http://127.0.0.1/{name}.xml"),
     )
     return jobs, log
+
+
+def _wait_for_line(log: Path, prefix: str, within: float = 30) -> str:
+    """The first line of the child's log starting with ``prefix``, once the child has written it."""
+    deadline = time.monotonic() + within
+    while True:
+        lines = log.read_text().splitlines() if log.exists() else []
+        found = next((line for line in lines if line.startswith(prefix)), None)
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the child never wrote {prefix!r}: {lines}")
+        time.sleep(0.01)
 
 
 def _alive(pid: int) -> bool:
@@ -76,7 +91,7 @@ def _alive(pid: int) -> bool:
 
 def test_hung_crawl_is_killed_with_its_workers_and_the_next_runs(sqlite_store, tmp_path):
     finished = []
-    jobs, log = _jobs(sqlite_store, tmp_path, timeout=1.0, finished=finished.append)
+    jobs, log = _jobs(sqlite_store, tmp_path, timeout=0.5, finished=finished.append)
 
     async def scenario():
         t0 = time.monotonic()
@@ -88,12 +103,12 @@ def test_hung_crawl_is_killed_with_its_workers_and_the_next_runs(sqlite_store, t
     hung, took, after = asyncio.run(scenario())
     assert hung.result == "timeout"
     assert "timed out" in hung.reason and "killed" in hung.reason
-    # Killed at 1 s + 0.5 s grace; generous for a loaded CI box, far below the 120 s hang.
+    # Killed at 0.5 s + 0.2 s grace; generous for a loaded CI box, far below the 120 s hang.
     assert took < 15, "the crawl must be killed near its timeout"
     worker = int(next(line.split()[1] for line in log.read_text().splitlines() if line.startswith("worker")))
     deadline = time.monotonic() + 5
     while _alive(worker) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.02)
     assert not _alive(worker), "the hung crawl's worker process survived"
     assert after.result == "ok"
     assert [o.source for o in finished] == ["hang-site", "good-site"]
@@ -143,20 +158,22 @@ def test_at_most_parallel_crawls_at_once(sqlite_store, tmp_path):
 
 
 def test_stop_kills_running_crawls_and_records_them(sqlite_store, tmp_path):
-    jobs, _ = _jobs(sqlite_store, tmp_path, timeout=60)
+    jobs, log = _jobs(sqlite_store, tmp_path, timeout=60)
 
     async def scenario():
         task = asyncio.create_task(jobs.run("hang-site"))
-        await asyncio.sleep(0.8)
+        # Mid-crawl: the child has started its worker (it ignores SIGTERM from then on).
+        await asyncio.to_thread(_wait_for_line, log, "worker")
+        assert not task.done()
         t0 = time.monotonic()
-        await jobs.stop(grace=0.5)
+        await jobs.stop(grace=0.2)
         outcome = await task
         refused = await jobs.run("good-site")
         return outcome, time.monotonic() - t0, refused
 
     outcome, took, refused = asyncio.run(scenario())
     assert outcome.result == "stopped"
-    assert took < 15  # grace 0.5 s then killed; the child would hang 120 s
+    assert took < 15  # grace 0.2 s then killed; the child would hang 120 s
     assert refused.result == "stopped"  # nothing new starts while stopping
     with sqlite_store.connect() as conn:
         results = conn.execute(select(crawl_runs.c.result)).scalars().all()
@@ -233,7 +250,7 @@ def test_crawl_child_dies_with_a_killed_service(tmp_path):
             deadline = time.monotonic() + 60
             started = False
             while time.monotonic() < deadline and not started:  # the child is mid-crawl
-                time.sleep(0.3)
+                time.sleep(0.05)
                 try:
                     with store.connect() as conn:
                         started = conn.execute(select(crawl_runs.c.id)).first() is not None
@@ -245,7 +262,7 @@ def test_crawl_child_dies_with_a_killed_service(tmp_path):
             parent.wait(timeout=10)
             deadline = time.monotonic() + 20
             while _group_alive(child) and time.monotonic() < deadline:
-                time.sleep(0.2)
+                time.sleep(0.05)
             assert not _group_alive(child), "the crawl outlived its service"
         finally:
             if parent.poll() is None:

@@ -8,6 +8,7 @@ import html
 import logging
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from core.store import articles, crawl_runs
 from lookout.config import load_config
 from lookout.service import Service, ServiceOptions
 
-QUICK = ServiceOptions(rules_poll=0.3, sources_poll=0.3, metrics_every=1.0, stagger=0.1)
+QUICK = ServiceOptions(rules_poll=0.1, sources_poll=0.1, metrics_every=1.0, stagger=0.1)
 
 
 async def _until(predicate, within: float) -> bool:
@@ -28,7 +29,7 @@ async def _until(predicate, within: float) -> bool:
     while loop.time() < deadline:
         if predicate():
             return True
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
     return predicate()
 
 
@@ -36,14 +37,28 @@ def test_sigterm_lets_a_running_crawl_finish_within_the_grace(tmp_path, caplog):
     config_path = write_config(tmp_path / "svc", sources=[{"name": "one", "feed": "http://127.0.0.1:9/f",
                                                            "every": "1h"}], token=None, api_url=None)
     child = tmp_path / "child.py"
-    child.write_text("import time; time.sleep(2.0)\n")  # a crawl 2 s from its end when SIGTERM comes
+    started, release, ended = tmp_path / "started", tmp_path / "release", tmp_path / "ended"
+    # A crawl that cannot end before SIGTERM comes: it waits for the test's release, sent just
+    # after the signal, and still has 0.5 s of work then (well inside the service's 10 s grace).
+    child.write_text(textwrap.dedent(f"""
+        import pathlib, time
+        pathlib.Path({str(started)!r}).touch()
+        deadline = time.monotonic() + 60
+        while not pathlib.Path({str(release)!r}).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        pathlib.Path({str(ended)!r}).touch()
+    """))
     service = Service(load_config(str(config_path)), QUICK,
                       command=lambda name: [sys.executable, str(child)])
 
     async def scenario():
         task = asyncio.create_task(service.run())
-        assert await _until(lambda: service.crawls is not None and "one" in service.crawls.running, 30)
+        assert await _until(lambda: service.crawls is not None and "one" in service.crawls.running
+                            and started.exists(), 30)
+        assert not ended.exists()
         service._on_signal(15)  # what SIGTERM does
+        release.touch()  # the crawl goes on to its end, after the signal
         return await asyncio.wait_for(task, 60)
 
     caplog.set_level(logging.INFO)
@@ -51,6 +66,7 @@ def test_sigterm_lets_a_running_crawl_finish_within_the_grace(tmp_path, caplog):
     with service.store.connect() as conn:
         results = conn.execute(select(crawl_runs.c.result)).scalars().all()
     assert results == ["ok"], "the crawl was cut off instead of getting its grace"
+    assert ended.exists(), "the crawl did not run to its end"
     assert "raised an exception" not in caplog.text
 
 

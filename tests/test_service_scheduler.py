@@ -60,6 +60,11 @@ def test_jobs_follow_the_sources_and_their_rebuilds():
     assert facts["next"] == ["a", "c"]
 
 
+# The firing test runs on a scaled-down clock: intervals, the slow crawl and the observation window
+# are all SCALE x what they stand for (1 s interval, 1.5 s slow crawl, 3.4 s window).
+SCALE = 0.4
+
+
 def test_jobs_fire_at_start_and_every_interval_without_overlap():
     async def scenario():
         scheduler = AsyncIOScheduler(timezone="UTC")
@@ -70,19 +75,21 @@ def test_jobs_fire_at_start_and_every_interval_without_overlap():
             calls.append(name)
             running["now"] += 1
             running["peak"] = max(running["peak"], running["now"])
-            await asyncio.sleep(1.5 if name == "slow" else 0.01)  # slower than its interval
+            await asyncio.sleep(1.5 * SCALE if name == "slow" else 0.01)  # slower than its interval
             running["now"] -= 1
 
         schedule = CrawlSchedule(scheduler, crawl, stagger=0.1)
         scheduler.start()
-        schedule.apply([_src("fast", "1s"), _src("slow", "1s")])
-        await asyncio.sleep(3.4)
+        # Source validation refuses intervals under 1 s: the scaled one is set on valid sources.
+        every = {"every": timedelta(seconds=SCALE)}
+        schedule.apply([_src("fast", "1s").model_copy(update=every), _src("slow", "1s").model_copy(update=every)])
+        await asyncio.sleep(3.4 * SCALE)
         scheduler.shutdown(wait=False)
         return calls, running
 
     calls, running = asyncio.run(scenario())
     assert calls[:2] == ["fast", "slow"], "every source is crawled right after start"
     assert calls.count("fast") >= 3
-    # "slow" takes 1.5 s on a 1 s interval: max_instances=1 skips the overlapping runs.
+    # "slow" takes 1.5 intervals: max_instances=1 skips the overlapping runs.
     assert 1 <= calls.count("slow") <= 2
     assert running["peak"] <= 2

@@ -175,7 +175,10 @@ class NewsSite:
             handler = type("Handler", (_Handler,), {"site": self})
             self._server = ThreadingHTTPServer((HOST, 0), handler)
             self._server.daemon_threads = True
-            self._thread = threading.Thread(target=self._server.serve_forever, name="newssite", daemon=True)
+            # A short poll: stop() (the end of every demo) waits for it, 0.5 s by default.
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="newssite", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -402,6 +405,9 @@ def _e(text: str) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Keep-alive responses go out at once: with Nagle's algorithm each one waited ~40 ms for
+    # the client's delayed ACK.
+    disable_nagle_algorithm = True
     site: NewsSite
     protocol_version = "HTTP/1.1"
 
