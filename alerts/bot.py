@@ -29,10 +29,12 @@ from telegram.ext import (
 
 from alerts.admincommands import AdminCommands, AdminReports, CrawlCallback, ReloadCallback
 from alerts.subscribercommands import SUBSCRIBER_COMMANDS, SubscriberCommands
-from alerts.telegram import NO_PREVIEW
+from alerts.telegram import NO_PREVIEW, error_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from telegram.error import TelegramError
 
     from alerts.config import TelegramConfig
     from core.store import Store
@@ -134,7 +136,14 @@ async def start_bot(app: Application, config: TelegramConfig, *, poll_interval: 
         # posts without the secret header. Meant to sit behind a TLS-terminating reverse proxy.
         await app.updater.start_webhook(**_webhook_args(config), allowed_updates=Update.ALL_TYPES)
     else:
-        await app.updater.start_polling(poll_interval=poll_interval, allowed_updates=Update.ALL_TYPES)
+        await app.updater.start_polling(poll_interval=poll_interval, allowed_updates=Update.ALL_TYPES,
+                                        error_callback=_polling_failed)
+
+
+def _polling_failed(exc: TelegramError) -> None:
+    """A failed getUpdates: one line (PTB's default logs a traceback each time); PTB retries
+    with a growing pause (up to 30 s) for as long as the bot runs."""
+    log.warning("bot polling failed, retrying: %s", error_text(exc))
 
 
 async def stop_bot(app: Application) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rules.geo import bearing_deg, compass, haversine_km
+from rules.snippets import title_copy_end
 from rules.types import Severity
 
 if TYPE_CHECKING:
@@ -209,7 +210,9 @@ def also_line(outlets: Sequence[str]) -> str | None:
 def _snippet_source(view: AlertView) -> tuple[str, tuple[tuple[int, int], ...]]:
     if view.match and view.match.snippet:
         return view.match.snippet, view.match.marks
-    text = " ".join(view.text.split())
+    # A leading copy of the headline is not the snippet: the card shows the headline already.
+    body = view.text[title_copy_end(view.title, view.text):] if view.title else view.text
+    text = " ".join(body.split())
     if not text:
         return "", ()
     needle = (view.label or "").strip()

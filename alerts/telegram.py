@@ -11,6 +11,7 @@ The bot token never leaves this module in clear: error texts are redacted before
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -87,7 +88,13 @@ class Permanent(DeliveryError):
 
 
 class Fatal(DeliveryError):
-    """The token is rejected: stop sending altogether, leave the queue as it is."""
+    """The token is rejected: stop sending altogether, leave the queue as it is. ``status`` is
+    Telegram's answer: 401 for a wrong or revoked token, 404 for one of the wrong form (or an
+    ``api_url`` that is not a Bot API)."""
+
+    def __init__(self, reason: str, status: int = 401):
+        super().__init__(reason)
+        self.status = status
 
 
 class NotModified(DeliveryError):
@@ -144,6 +151,22 @@ def _error_text(exc: BaseException, token: str | None) -> str:
     return redact(f"{type(exc).__name__}: {message}", token)
 
 
+def error_text(exc: BaseException, token: str | None = None) -> str:
+    """``Type: message`` of any exception on one line, the token redacted: for log lines."""
+    return " ".join(_error_text(exc, token).split())
+
+
+def _rejection_status(exc: BaseException) -> int:
+    """401 or 404: PTB raises ``InvalidToken`` for both and re-raises getMe's with the token in
+    its text; Telegram's own description is on the exception or its cause."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, tg.TelegramError) and "not found" in seen.message.lower():
+            return 404
+        seen = seen.__cause__
+    return 401
+
+
 def classify(exc: BaseException, token: str | None = None) -> DeliveryError:
     """A python-telegram-bot exception as a delivery outcome (texts matched case-insensitively:
     PTB rewrites Telegram's descriptions, and BadRequest is a subclass of NetworkError)."""
@@ -155,7 +178,7 @@ def classify(exc: BaseException, token: str | None = None) -> DeliveryError:
             retry_after = exc.retry_after
         return RetryLater(reason, _seconds(retry_after))
     if isinstance(exc, tg.InvalidToken):
-        return Fatal(reason)
+        return Fatal(reason, _rejection_status(exc))
     if isinstance(exc, tg.Forbidden):
         return ChatGone(reason)
     if isinstance(exc, tg.ChatMigrated):
@@ -204,8 +227,12 @@ class PTBSender(Sender):
         if not self._started:
             try:
                 await self._bot.initialize()
-            except Exception as exc:
-                raise classify(exc, self._token) from None
+            except BaseException as exc:  # also a cancellation mid-getMe
+                with contextlib.suppress(Exception):  # getMe failed: close the pool it opened
+                    await self._bot.shutdown()
+                if isinstance(exc, Exception):
+                    raise classify(exc, self._token) from None
+                raise
             self._started = True
 
     async def close(self) -> None:

@@ -6,10 +6,12 @@ Config, sources and rule files all go through here so an author always learns *w
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
+from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -152,8 +154,12 @@ def locate(path: str, root: object, loc: Sequence[int | str]) -> Location:
     return best
 
 
-def pydantic_errors(path: str, root: object, exc: ValidationError) -> list[LocatedError]:
-    """Turn a pydantic ``ValidationError`` into located errors."""
+def pydantic_errors(
+    path: str, root: object, exc: ValidationError, model: type[BaseModel] | None = None,
+) -> list[LocatedError]:
+    """Turn a pydantic ``ValidationError`` into located errors. Given the ``model`` validated,
+    an unknown key close to a known one says which: ``unknown key 'keep_article' (did you mean
+    'keep_articles'?)``."""
     out = []
     for err in exc.errors():
         loc = tuple(err.get("loc", ()))
@@ -161,8 +167,41 @@ def pydantic_errors(path: str, root: object, exc: ValidationError) -> list[Locat
         field = ".".join(str(p) for p in loc)
         if err.get("type") == "extra_forbidden":
             message = f"unknown key '{loc[-1]}'" if loc else "unknown key"
+            close = _close_key(model, loc) if model is not None and loc else None
+            if close:
+                message += f" (did you mean '{close}'?)"
         else:
             text = str(err.get("msg")).removeprefix("Value error, ")
             message = f"{field}: {text}" if field else text
         out.append(LocatedError(where, message))
     return out
+
+
+def _close_key(model: type[BaseModel], loc: Sequence[int | str]) -> str | None:
+    """The key of the model at ``loc[:-1]`` nearest to the unknown ``loc[-1]``, if one is close."""
+    here: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        if here is None:
+            return None
+        if isinstance(part, int):  # an item of a list: the same model
+            continue
+        found = here.model_fields.get(part)
+        if found is None:  # a union member's tag, or a mapping's key: look on in the same model
+            continue
+        here = _model_in(found.annotation)
+    if here is None:
+        return None
+    keys = [name for name, f in here.model_fields.items() if not f.exclude]
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
+    return close[0] if close else None
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``Model``, ``Model | None``, ``list[Model]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

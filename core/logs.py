@@ -12,6 +12,18 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 _BOT_URL_TOKEN = re.compile(r"/bot\d+:[A-Za-z0-9_-]+")
+# A Telegram bot token anywhere in a text (``<bot id>:<35 characters>``), known or not.
+_TOKEN_SHAPE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every secret, any Bot API URL's token and anything shaped like a bot token
+    replaced by ``[REDACTED]``: for what goes to a terminal outside logging (error lines)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[REDACTED]")
+    text = _BOT_URL_TOKEN.sub("/bot[REDACTED]", text)
+    return _TOKEN_SHAPE.sub("[REDACTED]", text)
 
 
 class RedactingFilter(logging.Filter):

@@ -88,7 +88,7 @@ sources = Table(
     Column("url", Text, nullable=False),
     Column("last_crawl_at", UTCDateTime),
     Column("last_success_at", UTCDateTime),
-    Column("last_result", String(20)),  # ok | partial | failed | timeout
+    Column("last_result", String(20)),  # crawler.state.CrawlResult: ok | partial | empty | failed | timeout
     Column("last_error", Text),
     Column("next_run_at", UTCDateTime),
 )
@@ -110,7 +110,7 @@ crawl_runs = Table(
     Column("source", String(100), nullable=False, index=True),
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
-    Column("result", String(20)),  # ok | partial | failed | timeout
+    Column("result", String(20)),  # crawler.state.CrawlResult: ok | partial | empty | failed | timeout
     Column("fetched", Integer, default=0),
     Column("new", Integer, default=0),
     Column("updated", Integer, default=0),
@@ -128,6 +128,23 @@ crawl_failures = Table(
     Column("reason", String(40), nullable=False),  # http-404, timeout, too-large, robots, ...
     Column("detail", Text),
     Column("at", UTCDateTime, nullable=False),
+)
+
+# Article URLs that failed, and when to try each again (``crawler.state``: 404 and 410 are given
+# up after three tries spread over hours; 5xx, timeouts and network errors retried with growing
+# delays). Discovery does not request a URL before its ``next_try_at``, nor ever once given up.
+failing_urls = Table(
+    "failing_urls",
+    metadata,
+    Column("url_hash", String(64), primary_key=True),  # of the URL as the index listed it (canonical)
+    Column("url", Text, nullable=False),
+    Column("source", String(100), nullable=False, index=True),  # the last source to try it
+    Column("reason", String(40), nullable=False),  # the last failure's, as crawl_failures.reason
+    Column("detail", Text),
+    Column("tries", Integer, nullable=False, default=1),
+    Column("first_failed_at", UTCDateTime, nullable=False),
+    Column("last_failed_at", UTCDateTime, nullable=False),
+    Column("next_try_at", UTCDateTime),  # None: given up
 )
 
 articles = Table(
@@ -356,7 +373,8 @@ def scalar(conn: Connection, stmt: Select[T]) -> T | None:
 
 
 __all__ = [
-    "RENAMED_COLUMNS", "Store", "article_urls", "articles", "chats", "crawl_failures", "crawl_runs", "http_cache",
+    "RENAMED_COLUMNS", "Store", "article_urls", "articles", "chats", "crawl_failures", "crawl_runs", "failing_urls",
+    "http_cache",
     "insert_ignore", "matches", "metadata", "outbox", "rename_column", "rule_mutes", "scalar", "select", "sources",
     "subscriptions", "url_hash", "utcnow",
 ]

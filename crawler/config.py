@@ -17,8 +17,13 @@ class CrawlConfig(StrictModel):
     download_timeout: Duration = timedelta(seconds=30)
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_redirects: int = Field(default=5, ge=0)
+    min_text_chars: int = Field(default=80, ge=0)  # less article text (links, headline left out): no-text
     obey_robots: bool = True
     concurrency_per_domain: int = Field(default=4, ge=1)
     autothrottle: bool = True
     contact_url: str = "https://github.com/lookout-osint/lookout"
     user_agent: str | None = None  # default: "Lookout/<version> (+<contact_url>)"
+    stale_after: Duration = timedelta(days=3)  # a source whose index lists nothing this long is stale
+    # Article links to loopback, private or link-local addresses are refused unless the source's
+    # own URL is on such an address; true: follow them from any source.
+    allow_private: bool = False

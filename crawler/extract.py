@@ -1,7 +1,13 @@
 """Extraction: trafilatura turns a page into body text and metadata, in a process pool sized to
 the cores, never on Scrapy's reactor thread (it is CPU work, ~10 ms a page and more). The workers
 also compute each page's story signature and, given a ruleset, its rule matches; and the page
-checks (language, undecodable text) live here."""
+checks (language, undecodable text, how much article text there is) live here.
+
+A page's article text is what is left of the extracted body once link text (menus, link lists,
+tag clouds: the words of the page's ``<a>`` elements where they stand in the body) and lines that
+copy the headline are left out (``article_chars``). A JavaScript-rendered page, a live-blog shell
+or a soft 404 has next to none: below ``Hints.min_text_chars`` (``crawl.min_text_chars``) it is
+not matched, and the spider records it as ``no-text``."""
 
 from __future__ import annotations
 
@@ -9,19 +15,23 @@ import asyncio
 import multiprocessing
 import os
 import re
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from w3lib.encoding import html_to_unicode
 
 from crawler.storage import content_hash
 from crawler.stories import signature_of
 from rules.engine import match_and_scan
+from rules.snippets import title_copy_end
 from rules.types import Analysis
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     from rules.index import CompiledRuleset
 
 MAX_REPLACEMENT_SHARE = 0.02  # more U+FFFD than this: the body was not in the declared encoding
@@ -64,6 +74,7 @@ class Extracted:
     content_hash: str = ""
     problem: str | None = None  # why the page is unusable (undecodable), found after decoding
     analysis: Analysis | None = None  # rule matches and mentions, when the pool has a ruleset
+    text_chars: int = 0  # article text: ``text`` without link text and headline copies (article_chars)
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,7 @@ class Hints:
     source: str
     title: str | None = None  # the index's title, used when the page has none
     language: str | None = None  # the source's ``lang``, used when the page declares none
+    min_text_chars: int = 0  # less article text than this (crawl.min_text_chars): not matched
 
 
 @dataclass(frozen=True)
@@ -108,8 +120,8 @@ def extract_body(body: bytes, encoding: str, url: str, hints: Hints) -> Extracte
         return Extracted("", "", None, None, None, None, None, problem=problem)
     found = extract_page(html, url)
     ruleset = _WORKER.ruleset
-    if ruleset is None or not found.text:
-        return found
+    if ruleset is None or not found.text or found.text_chars < hints.min_text_chars:
+        return found  # no article text, no match: the spider records the page as no-text
     doc = _Doc(found.title or hints.title or "", found.text, found.language or hints.language, hints.source)
     found_matches, mentions = match_and_scan(doc, ruleset)  # one pass over the text
     return replace(found, analysis=Analysis(tuple(found_matches), mentions))
@@ -127,9 +139,14 @@ def extract_page(html: str, url: str) -> Extracted:
     # Heavy (~0.1 s of imports): loaded where pages are extracted, not by every ExtractionPool user.
     import trafilatura  # noqa: PLC0415 - heavy, needed only where pages are extracted
     from trafilatura.settings import Document  # noqa: PLC0415 - as above
+    from trafilatura.utils import load_html  # noqa: PLC0415 - as above
 
+    tree = load_html(html)  # parsed once: trafilatura extracts from a copy, the links are read here
+    if tree is None:
+        return Extracted("", "", None, None, declared_language(html), None, None)
+    links = link_texts(tree.iter("a"))
     doc = trafilatura.bare_extraction(
-        html,
+        tree,
         url=url,
         with_metadata=True,
         include_comments=False,
@@ -153,7 +170,73 @@ def extract_page(html: str, url: str) -> Extracted:
         sitename=doc.sitename or None,
         signature=signature_of(text),
         content_hash=content_hash(title, text),
+        text_chars=article_chars(text, title, links),
     )
+
+
+class _Anchor(Protocol):
+    """An ``<a>`` element of the page's lxml tree."""
+
+    def itertext(self) -> Iterator[str]: ...
+
+
+def link_texts(anchors: Iterable[_Anchor]) -> Counter[str]:
+    """The words of every link on the page (each text piece of each ``<a>``, spacing collapsed),
+    counted: a piece can stand in the extracted body at most as often as the page links it."""
+    counts: Counter[str] = Counter()
+    for a in anchors:
+        for piece in a.itertext():
+            words = " ".join(piece.split())
+            if words:
+                counts[words] += 1
+    return counts
+
+
+_NOT_COVERED = re.compile(rb"[^\x01]+")
+
+
+def article_chars(text: str, title: str, links: Counter[str]) -> int:
+    """How much of the extracted ``text`` is article: its characters (spacing collapsed) once
+    copies of the ``title`` opening a line are left out, then link text (``links``: each piece
+    where it stands as a whole line first, else within a line at word bounds, as many times as
+    the page links it; longest first), and what is left of a line without a letter or digit."""
+    covered = bytearray(len(text))  # 1: headline copy or link text
+    if title:
+        start = 0
+        for line in text.split("\n"):
+            if end := title_copy_end(title, line):
+                covered[start : start + end] = b"\x01" * end
+            start += len(line) + 1
+    for link in sorted((k for k in links if k in text), key=len, reverse=True):
+        left = _cover(text, link, links[link], covered, whole_line=True)
+        _cover(text, link, left, covered, whole_line=False)
+    total = 0
+    for run in _NOT_COVERED.finditer(covered):
+        for line in text[run.start() : run.end()].split("\n"):
+            words = " ".join(line.split())
+            if any(ch.isalnum() for ch in words):
+                total += len(words)
+    return total
+
+
+def _cover(text: str, link: str, times: int, covered: bytearray, *, whole_line: bool) -> int:
+    """Mark up to ``times`` uncovered occurrences of ``link`` in ``text`` (whole lines, or at word
+    bounds); how many are left to mark."""
+    pos = 0
+    while times and (at := text.find(link, pos)) != -1:
+        end = at + len(link)
+        pos = at + 1
+        if whole_line:
+            line_start, line_end = text.rfind("\n", 0, at) + 1, text.find("\n", end)
+            before, after = text[line_start:at], text[end:] if line_end == -1 else text[end:line_end]
+            fits = not before.strip() and not after.strip()
+        else:
+            fits = not (at > 0 and text[at - 1].isalnum()) and not (end < len(text) and text[end].isalnum())
+        if fits and covered.find(1, at, end) == -1:
+            covered[at:end] = b"\x01" * (end - at)
+            times -= 1
+            pos = end
+    return times
 
 
 def declared_language(html: str) -> str | None:

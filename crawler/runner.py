@@ -1,7 +1,9 @@
 """Run a crawl of several sources in this process with one CrawlerProcess (Twisted's reactor
 cannot restart: call ``run_crawl`` once per process; a long-running caller crawls in a
 subprocess). Records ``crawl_runs`` and the crawl state of each ``sources`` row, and returns a
-``CrawlReport``; ``crawl_settings`` are the Scrapy settings such a crawl runs with."""
+``CrawlReport``; ``crawl_settings`` are the Scrapy settings such a crawl runs with. Plain
+``scrapy crawl`` records its run through the same recorder (``StandaloneRunRecorder``, a Scrapy
+extension)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import scrapy
 from scrapy import signals
-from scrapy.crawler import CrawlerProcess
+from scrapy.crawler import Crawler, CrawlerProcess
+from scrapy.exceptions import NotConfigured
 from scrapy.settings import Settings
 from sqlalchemy import update
 
@@ -22,6 +26,7 @@ from crawler.logsetup import quiet_libraries
 from crawler.runtime import CrawlRuntime, Ingestor
 from crawler.settings import apply_config
 from crawler.spiders import spider_for
+from crawler.spiders.base import LookoutSpider
 from crawler.state import CrawlResult, upsert_source
 from crawler.storage import inserted_id
 
@@ -30,7 +35,6 @@ if TYPE_CHECKING:
 
     from crawler.config import CrawlConfig
     from crawler.sources import Source
-    from crawler.spiders.base import LookoutSpider
     from crawler.state import SourceStats, StatCounter
 
 log = logging.getLogger(__name__)
@@ -97,6 +101,8 @@ class _RunRecorder:
         stats.seconds = time.monotonic() - spider.started_at
         now = utcnow()
         error = stats.index_error or (None if reason == "finished" else f"crawl ended: {reason}")
+        if error is None and stats.result == CrawlResult.EMPTY:
+            error = stats.empty_reason or "the index listed no article"
         with self.store.begin() as conn:
             conn.execute(
                 update(crawl_runs)
@@ -119,12 +125,51 @@ class _RunRecorder:
                 .where(source_rows.c.name == stats.source)
                 .values(last_result=stats.result, last_error=last_error)
             )
-            if stats.result != CrawlResult.FAILED:
+            if stats.result in (CrawlResult.OK, CrawlResult.PARTIAL):  # an empty index is no success
                 source_update = source_update.values(last_success_at=now)
             conn.execute(source_update)
         self.report.sources.append(stats)
         if self.progress is not None:
             self.progress(stats)
+
+
+def progress_line(stats: SourceStats) -> str:
+    """A source's result as ``lookout crawl`` prints it when the source finishes."""
+    return (
+        f"{stats.source}: {stats.outcome} - fetched {stats.fetched}, new {stats.new}, "
+        f"updated {stats.updated}, duplicates {stats.duplicates}, failed {stats.failures} "
+        f"({stats.seconds:.1f} s)"
+    )
+
+
+class StandaloneRunRecorder:
+    """Scrapy extension (``EXTENSIONS`` in crawler.settings): plain ``scrapy crawl KIND -a
+    source=NAME`` records its run in ``crawl_runs`` and the ``sources`` row through the runner's
+    own recorder, and logs the source's result line. Not enabled for the runner's crawls
+    (``LOOKOUT_MANAGED``): ``run_crawl`` records those itself."""
+
+    def __init__(self, crawler: Crawler):
+        self.crawler = crawler
+        self.recorder: _RunRecorder | None = None  # held here: Scrapy's signal receivers are weak references
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> StandaloneRunRecorder:
+        if crawler.settings.getbool("LOOKOUT_MANAGED"):
+            raise NotConfigured  # the runner records its own crawls (no message: Scrapy would log it)
+        extension = cls(crawler)
+        crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
+        return extension
+
+    def spider_opened(self, spider: scrapy.Spider) -> None:
+        if not isinstance(spider, LookoutSpider):
+            return
+        self.recorder = _RunRecorder(spider.runtime.store, CrawlReport(), _log_progress)
+        self.recorder.started(spider.source)
+        self.crawler.signals.connect(self.recorder.spider_closed, signal=signals.spider_closed)
+
+
+def _log_progress(stats: SourceStats) -> None:
+    log.log(logging.INFO if stats.result == CrawlResult.OK else logging.WARNING, "%s", progress_line(stats))
 
 
 def run_crawl(

@@ -31,6 +31,8 @@ DOWNLOAD_MAXSIZE = 5 * 1024 * 1024  # also enforced after decompression by HttpC
 DOWNLOAD_WARNSIZE = 0
 REDIRECT_MAX_TIMES = 5
 RETRY_TIMES = 1
+# A page given up on is recorded, and logged in one line with its reason, by the spider's errback.
+RETRY_GIVE_UP_LOG_LEVEL = "DEBUG"
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
 HTTPCACHE_ENABLED = False  # conditional GET is ours (http_cache table), per index URL
@@ -44,8 +46,14 @@ ITEM_PIPELINES = {"crawler.pipelines.StorePipeline": 300}
 # Per-response work a feed crawl does not need, off the reactor's hot path: no HTTP auth, no
 # depth bookkeeping (spiders follow index -> article only), no meta-copy debug check; meta
 # refresh is still followed, without decoding every page to look for it. (RefererMiddleware
-# stays: the redirect middlewares rely on it.)
+# stays: the redirect middlewares rely on it.) The address guard comes first: an article link
+# to a private address is refused before anything is requested, robots.txt included; robots.txt
+# that cannot be fetched is a DEBUG line, not an ERROR traceback; a callback's exception is one
+# line and the page's failure.
 DOWNLOADER_MIDDLEWARES = {
+    "crawler.middlewares.AddressGuard": 60,
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.middlewares.QuietRobotsTxtMiddleware": 100,
     "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware": None,
     "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
     "crawler.middlewares.CheapMetaRefreshMiddleware": 580,
@@ -53,6 +61,7 @@ DOWNLOADER_MIDDLEWARES = {
 SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
     "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware": None,
+    "crawler.middlewares.OneLineErrors": 950,
 }
 # Scrapy's downloader, with the per-site concurrency limit kept under asyncio (crawler.downloader);
 # the keep-alive pool (CONCURRENT_REQUESTS_PER_DOMAIN idle connections per host) then suffices.
@@ -64,6 +73,10 @@ DOWNLOADER = "crawler.downloader.PoliteDownloader"
 _UNUSED_EXTENSIONS = (".MemoryDebugger", ".FeedExporter", ".RemoteControl")
 EXTENSIONS_BASE = {k: v for k, v in _SCRAPY_EXTENSIONS.items() if not k.endswith(_UNUSED_EXTENSIONS)}
 REMOTE_CONTROL_ENABLED = False
+# Plain `scrapy crawl` records its run in crawl_runs and the sources row as `lookout crawl` does
+# (a managed crawl's runner records its own: the extension stays out of its way).
+EXTENSIONS = {"crawler.runner.StandaloneRunRecorder": 0}
+LOOKOUT_ALLOW_PRIVATE = False  # crawl.allow_private: follow article links to private addresses
 
 
 # Plain `scrapy crawl` (no runner) asks this object for its settings and runtime: the
@@ -89,6 +102,7 @@ def apply_config(
             "DOWNLOAD_TIMEOUT": max(1, int(crawl.download_timeout.total_seconds())),
             "DOWNLOAD_MAXSIZE": crawl.max_body_bytes,
             "REDIRECT_MAX_TIMES": crawl.max_redirects,
+            "LOOKOUT_ALLOW_PRIVATE": crawl.allow_private,
             "LOG_LEVEL": "DEBUG" if debug else "WARNING",
         },
         priority=priority,

@@ -1,13 +1,18 @@
 """The sources file: which feeds, sitemaps and listing pages to crawl, validated with located
 errors (``file:line:col: message``, all at once) like every other YAML file Lookout reads; and
-the source kinds (``SourceKind``), one spider each."""
+the source kinds (``SourceKind``), one spider each. A listing's ``follow`` selector is compiled
+here (a broken one is an error of the file, not a traceback at crawl time) and ``lang`` must be
+an ISO 639-1 code (``english`` gets "did you mean 'en'?")."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from cssselect import SelectorError
+from parsel.csstranslator import css2xpath
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from ruamel.yaml.comments import CommentedMap
 
@@ -22,6 +27,34 @@ _NAME = re.compile(r"^[a-z0-9-]+$")
 SourceKind = Literal["feed", "sitemap", "listing"]
 SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
 
+_LANGUAGES = (  # ISO 639-1: the 184 two-letter codes (sh included) and their English names
+    "aa Afar|ab Abkhazian|ae Avestan|af Afrikaans|ak Akan|am Amharic|an Aragonese|ar Arabic|as Assamese|"
+    "av Avaric|ay Aymara|az Azerbaijani|ba Bashkir|be Belarusian|bg Bulgarian|bi Bislama|bm Bambara|"
+    "bn Bengali|bo Tibetan|br Breton|bs Bosnian|ca Catalan|ce Chechen|ch Chamorro|co Corsican|cr Cree|"
+    "cs Czech|cu Church Slavic|cv Chuvash|cy Welsh|da Danish|de German|dv Divehi|dz Dzongkha|ee Ewe|"
+    "el Greek|en English|eo Esperanto|es Spanish|et Estonian|eu Basque|fa Persian|ff Fulah|fi Finnish|"
+    "fj Fijian|fo Faroese|fr French|fy Western Frisian|ga Irish|gd Scottish Gaelic|gl Galician|"
+    "gn Guarani|gu Gujarati|gv Manx|ha Hausa|he Hebrew|hi Hindi|ho Hiri Motu|hr Croatian|ht Haitian|"
+    "hu Hungarian|hy Armenian|hz Herero|ia Interlingua|id Indonesian|ie Interlingue|ig Igbo|"
+    "ii Sichuan Yi|ik Inupiaq|io Ido|is Icelandic|it Italian|iu Inuktitut|ja Japanese|jv Javanese|"
+    "ka Georgian|kg Kongo|ki Kikuyu|kj Kuanyama|kk Kazakh|kl Kalaallisut|km Khmer|kn Kannada|ko Korean|"
+    "kr Kanuri|ks Kashmiri|ku Kurdish|kv Komi|kw Cornish|ky Kyrgyz|la Latin|lb Luxembourgish|lg Ganda|"
+    "li Limburgish|ln Lingala|lo Lao|lt Lithuanian|lu Luba-Katanga|lv Latvian|mg Malagasy|mh Marshallese|"
+    "mi Maori|mk Macedonian|ml Malayalam|mn Mongolian|mr Marathi|ms Malay|mt Maltese|my Burmese|na Nauru|"
+    "nb Norwegian Bokmal|nd North Ndebele|ne Nepali|ng Ndonga|nl Dutch|nn Norwegian Nynorsk|no Norwegian|"
+    "nr South Ndebele|nv Navajo|ny Chichewa|oc Occitan|oj Ojibwe|om Oromo|or Odia|os Ossetian|pa Punjabi|"
+    "pi Pali|pl Polish|ps Pashto|pt Portuguese|qu Quechua|rm Romansh|rn Kirundi|ro Romanian|ru Russian|"
+    "rw Kinyarwanda|sa Sanskrit|sc Sardinian|sd Sindhi|se Northern Sami|sg Sango|sh Serbo-Croatian|"
+    "si Sinhala|sk Slovak|sl Slovenian|sm Samoan|sn Shona|so Somali|sq Albanian|sr Serbian|ss Swati|"
+    "st Southern Sotho|su Sundanese|sv Swedish|sw Swahili|ta Tamil|te Telugu|tg Tajik|th Thai|"
+    "ti Tigrinya|tk Turkmen|tl Tagalog|tn Tswana|to Tonga|tr Turkish|ts Tsonga|tt Tatar|tw Twi|"
+    "ty Tahitian|ug Uyghur|uk Ukrainian|ur Urdu|uz Uzbek|ve Venda|vi Vietnamese|vo Volapuk|wa Walloon|"
+    "wo Wolof|xh Xhosa|yi Yiddish|yo Yoruba|za Zhuang|zh Chinese|zu Zulu"
+)
+LANGUAGE_NAMES: dict[str, str] = dict(part.split(" ", 1) for part in "".join(_LANGUAGES).split("|"))
+LANGUAGE_CODES = frozenset(LANGUAGE_NAMES)
+_CODE_OF_NAME = {name.lower(): code for code, name in LANGUAGE_NAMES.items()}
+
 
 class Source(BaseModel):
     """One entry of the sources file: a name, exactly one index URL (its key is the kind) and
@@ -35,7 +68,7 @@ class Source(BaseModel):
     listing: str | None = None  # an HTML page linking articles
     follow: str | None = None  # CSS selector for article links (listing only)
     every: Duration
-    lang: str | None = None  # a hint when pages do not declare their language
+    lang: str | None = None  # a hint when pages do not declare their language: an ISO 639-1 code
 
     @field_validator("name")
     @classmethod
@@ -51,6 +84,24 @@ class Source(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
+    @field_validator("follow")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        problem = selector_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("lang")
+    @classmethod
+    def _lang(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().lower()
+        if code not in LANGUAGE_CODES:
+            raise ValueError(language_problem(value))
+        return code
+
     @model_validator(mode="after")
     def _one_kind(self) -> Source:
         problems = structure_problems(self.model_dump())
@@ -65,6 +116,38 @@ class Source(BaseModel):
     @property
     def url(self) -> str:
         return self.feed or self.sitemap or self.listing or ""
+
+
+def selector_problem(selector: str) -> str | None:
+    """Why ``selector`` is no CSS selector Scrapy can use (parsel's dialect: ``::text`` and
+    ``::attr(name)`` included), or None."""
+    try:
+        css2xpath(selector)
+    except SelectorError as exc:
+        return f"{selector!r} is not a valid CSS selector: {exc}"
+    return None
+
+
+def language_problem(value: str) -> str:
+    """The message for a ``lang`` that is no ISO 639-1 code, with a suggestion when one is close."""
+    message = f"{value!r} is not an ISO 639-1 language code (two letters, such as en, ar or tr)"
+    guess = suggest_language(value)
+    return f"{message}; did you mean '{guess}'?" if guess else message
+
+
+def suggest_language(value: str) -> str | None:
+    """The code ``value`` probably means: a language's name (``English``, ``arabc``), a tag with
+    a region (``en-US``) or a three-letter code (``eng``)."""
+    text = value.strip().lower()
+    if text in _CODE_OF_NAME:
+        return _CODE_OF_NAME[text]
+    base = re.split(r"[-_ ]", text, maxsplit=1)[0]
+    if base in LANGUAGE_CODES:
+        return base
+    if len(text) == 3 and text[:2] in LANGUAGE_CODES:
+        return text[:2]
+    close = difflib.get_close_matches(text, list(_CODE_OF_NAME), n=1, cutoff=0.8)
+    return _CODE_OF_NAME[close[0]] if close else None
 
 
 def structure_problems(item: dict[str, Any]) -> list[tuple[str | None, str]]:

@@ -1,22 +1,29 @@
 """Crawl state: what the store keeps between crawls (conditional-GET validators per index URL in
-``http_cache``, failures per source and URL in ``crawl_failures``, the ``sources`` row of each
-configured source) and what one crawl counts per source (``SourceStats``, ``CrawlResult``)."""
+``http_cache``, failures per source and URL in ``crawl_failures``, the article URLs backing off
+after failing in ``failing_urls``, the ``sources`` row of each configured source) and what one
+crawl counts per source (``SourceStats``, ``CrawlResult``).
+
+Backoff: an article URL that failed is not requested again before its next try. 404 and 410
+(and failures that are the page's own: too large, not HTML, no text, robots, a private address,
+other 4xx) are tried again after 1 h, then 6 h, then given up; 5xx, 408, 429, timeouts and
+network errors are retried after 10 min, doubling, at most 12 h apart, never given up."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal, assert_never
+from typing import TYPE_CHECKING, Any, Literal, assert_never
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
-from core.store import Store, crawl_failures, http_cache, insert_ignore, sources, utcnow
+from core.store import Store, crawl_failures, failing_urls, http_cache, insert_ignore, sources, url_hash, utcnow
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from collections.abc import Iterable, Sequence
 
-    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine import Connection, Row
 
     from crawler.sources import SourceKind
 
@@ -26,6 +33,7 @@ class CrawlResult(StrEnum):
 
     OK = "ok"  # index read, every article page stored
     PARTIAL = "partial"  # index read, some article pages failed
+    EMPTY = "empty"  # index read, and it lists no article at all (a feed with no entries, a selector matching nothing)
     FAILED = "failed"  # the index page itself failed, or the crawl ended abnormally
     TIMEOUT = "timeout"  # the crawl was killed at ``crawl.timeout``
 
@@ -45,16 +53,26 @@ class SourceStats:
     updated: int = 0
     unchanged: int = 0
     duplicates: int = 0  # new URLs that joined a story already stored (syndicated copies)
-    skipped: int = 0  # entries already stored and unchanged: not downloaded
+    skipped: int = 0  # entries already stored and unchanged, or backing off: not downloaded
+    backing_off: int = 0  # of the skipped: URLs that failed before, waiting for their next try or given up
     not_modified: int = 0  # index pages answered 304
     failed: Counter[str] = field(default_factory=Counter)  # reason -> count
     seconds: float = 0.0
     index_error: str | None = None  # the feed/sitemap/listing itself failed
+    index_reason: str | None = None  # its short reason: "http-404", "not-a-feed (HTML page)", ...
     finish_reason: str | None = None
+    indexes_read: int = 0  # index pages parsed (a 304 is not read)
+    entries: int = 0  # article links the index pages listed
+    empty_reason: str | None = None  # why an index page listed none: "selector matched nothing", ...
 
     @property
     def failures(self) -> int:
         return sum(self.failed.values())
+
+    @property
+    def empty(self) -> bool:
+        """Index pages were read (not answered 304) and none listed an article."""
+        return self.indexes_read > 0 and self.entries == 0 and self.not_modified == 0
 
     @property
     def result(self) -> CrawlResult:
@@ -62,7 +80,22 @@ class SourceStats:
             return CrawlResult.FAILED
         if self.finish_reason not in (None, "finished"):
             return CrawlResult.FAILED
-        return CrawlResult.PARTIAL if self.failures else CrawlResult.OK
+        if self.failures:
+            return CrawlResult.PARTIAL
+        return CrawlResult.EMPTY if self.empty else CrawlResult.OK
+
+    @property
+    def outcome(self) -> str:
+        """The result with its reason, as the crawl summary shows it: ``ok``, ``partial``,
+        ``empty: selector matched nothing``, ``failed: not-a-feed (HTML page)``."""
+        result = self.result
+        if result == CrawlResult.FAILED:
+            ended = None if self.finish_reason in (None, "finished") else f"crawl ended: {self.finish_reason}"
+            why = self.index_reason or ended
+            return f"{result}: {why}" if why else str(result)
+        if result == CrawlResult.EMPTY:
+            return f"{result}: {self.empty_reason}" if self.empty_reason else str(result)
+        return str(result)
 
     def failed_text(self) -> str:
         return ", ".join(f"{reason} {n}" for reason, n in sorted(self.failed.items())) or "-"
@@ -104,14 +137,134 @@ def save_validators(
         conn.execute(update(http_cache).where(http_cache.c.url == url).values(**values))
 
 
-def record_failure(store: Store, source: str, url: str, reason: str, detail: str | None = None) -> None:
-    """One ``crawl_failures`` row, in its own transaction (detail cut to 2000 characters)."""
+def record_failure(
+    store: Store,
+    source: str,
+    url: str,
+    reason: str,
+    detail: str | None = None,
+    *,
+    backoff_url: str | None = None,
+    now: datetime | None = None,
+) -> FailingUrl | None:
+    """One ``crawl_failures`` row, in its own transaction (detail cut to 2000 characters); with
+    ``backoff_url`` (an article's URL as its index listed it) that URL's backoff moves on in the
+    same transaction, and its new state is returned."""
+    now = now or utcnow()
     with store.begin() as conn:
         conn.execute(
-            crawl_failures.insert().values(
-                source=source, url=url, reason=reason, detail=(detail or "")[:2000], at=utcnow()
-            )
+            crawl_failures.insert().values(source=source, url=url, reason=reason, detail=(detail or "")[:2000], at=now)
         )
+        if backoff_url is None or reason in NOT_BACKED_OFF:
+            return None
+        return note_failure(conn, source, backoff_url, reason, detail, now)
+
+
+# -- backoff of failing article URLs ----------------------------------------------------------
+
+GONE_DELAYS = (timedelta(hours=1), timedelta(hours=6))  # then given up
+RETRY_FIRST = timedelta(minutes=10)
+RETRY_CAP = timedelta(hours=12)
+# Failures the server may get over: retried with growing delays, never given up.
+TRANSIENT_REASONS = frozenset({
+    "http-408", "http-429", "timeout", "connection-refused", "dns", "tls", "connection", "error", "ignored",
+})
+NOT_BACKED_OFF = frozenset({"store-error"})  # ours, not the page's: tried again at the next crawl
+
+
+@dataclass(frozen=True)
+class FailingUrl:
+    """An article URL that failed: how often, why last, and when it may be requested again."""
+
+    url: str
+    source: str
+    reason: str
+    tries: int
+    last_failed_at: datetime
+    next_try_at: datetime | None  # None: given up
+    detail: str | None = None
+
+    @property
+    def given_up(self) -> bool:
+        return self.next_try_at is None
+
+    def waiting(self, now: datetime) -> bool:
+        """Not to be requested at ``now``: given up, or its next try still ahead."""
+        return self.next_try_at is None or self.next_try_at > now
+
+
+def transient(reason: str) -> bool:
+    return reason in TRANSIENT_REASONS or reason.startswith("http-5")
+
+
+def retry_delay(reason: str, tries: int) -> timedelta | None:
+    """How long a URL that has failed ``tries`` times, the last for ``reason``, waits before it
+    is requested again; None: given up (404, 410 and the page's own faults, at the third try)."""
+    if transient(reason):
+        return min(RETRY_FIRST * 2 ** min(tries - 1, 16), RETRY_CAP)
+    return GONE_DELAYS[tries - 1] if tries <= len(GONE_DELAYS) else None
+
+
+def note_failure(
+    conn: Connection, source: str, url: str, reason: str, detail: str | None, now: datetime
+) -> FailingUrl:
+    """Count one more failure of ``url`` and schedule its next try (or give it up)."""
+    key = url_hash(url)
+    row = conn.execute(select(failing_urls.c.tries).where(failing_urls.c.url_hash == key)).first()
+    tries = (row.tries if row is not None else 0) + 1
+    delay = retry_delay(reason, tries)
+    next_try = now + delay if delay is not None else None
+    values = {
+        "url": url, "source": source, "reason": reason, "detail": (detail or "")[:2000], "tries": tries,
+        "last_failed_at": now, "next_try_at": next_try,
+    }
+    if row is not None or not insert_ignore(conn, failing_urls, {"url_hash": key, "first_failed_at": now, **values}):
+        conn.execute(update(failing_urls).where(failing_urls.c.url_hash == key).values(**values))
+    return FailingUrl(url, source, reason, tries, now, next_try, detail)
+
+
+def failing_states(conn: Connection, urls: Sequence[str]) -> dict[str, FailingUrl]:
+    """The backoff state of those of ``urls`` that failed before, by URL."""
+    out: dict[str, FailingUrl] = {}
+    hashes = [url_hash(u) for u in urls]
+    for start in range(0, len(hashes), 500):
+        for row in conn.execute(select(failing_urls).where(failing_urls.c.url_hash.in_(hashes[start : start + 500]))):
+            out[row.url] = _failing(row)
+    return out
+
+
+def list_failing(conn: Connection, source: str | None = None) -> list[FailingUrl]:
+    """Every URL backing off (of one source), the next to be tried first, given-up ones last."""
+    stmt = select(failing_urls)
+    if source is not None:
+        stmt = stmt.where(failing_urls.c.source == source)
+    rows = [_failing(r) for r in conn.execute(stmt)]
+    return sorted(rows, key=lambda f: (f.given_up, f.next_try_at or f.last_failed_at, f.url))
+
+
+def clear_failures(conn: Connection, urls: Iterable[str]) -> set[str]:
+    """Forget the backoff of ``urls``; the URLs that had one."""
+    by_hash = {url_hash(u): u for u in urls}
+    found = set(conn.execute(
+        select(failing_urls.c.url_hash).where(failing_urls.c.url_hash.in_(list(by_hash)))
+    ).scalars())
+    if found:
+        conn.execute(delete(failing_urls).where(failing_urls.c.url_hash.in_(found)))
+    return {by_hash[h] for h in found}
+
+
+def clear_source_failures(conn: Connection, source: str | None = None) -> int:
+    """Forget the backoff of every URL (of one source); how many were forgotten."""
+    stmt = delete(failing_urls)
+    if source is not None:
+        stmt = stmt.where(failing_urls.c.source == source)
+    return conn.execute(stmt).rowcount or 0
+
+
+def _failing(row: Row[Any]) -> FailingUrl:
+    return FailingUrl(
+        row.url, row.source, row.reason, row.tries, row.last_failed_at, row.next_try_at, row.detail or None
+    )
 
 
 def upsert_source(conn: Connection, name: str, kind: str, url: str) -> None:

@@ -123,7 +123,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     try:
         config = Config.model_validate({**data, "origin": name})
     except ValidationError as exc:
-        errors.extend(pydantic_errors(name, data, exc))
+        errors.extend(pydantic_errors(name, data, exc, Config))
     errors.raise_if_any()
     assert config is not None
     return _with_env_secrets(config, env)

@@ -6,6 +6,7 @@ configuration names them and resolves its relative paths.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.located import LocatedError, LocatedErrors, Location
@@ -24,6 +25,22 @@ def sources_from_config(config: Config) -> list[Source]:
             raise LocatedErrors([LocatedError(Location(str(path), 1, 1), "sources file not found")])
         return load_sources(path)
     return parse_sources(config.sources, config.origin or "<config>")
+
+
+SHIPPED_EXAMPLES = Path(__file__).resolve().parent.parent / "rules" / "examples"
+
+
+def example_rules_warning(config: Config) -> str | None:
+    """A warning when the rules in use are the packaged examples (no ``rules:`` configured, or
+    pointing at them): they show what rules look like, not what an operator watches."""
+    shipped = SHIPPED_EXAMPLES.resolve()
+    used = [p for p in config.rule_paths() if p.resolve() == shipped or shipped in p.resolve().parents]
+    if not used:
+        return None
+    return (
+        f"running on the example rules in {shipped} (no `rules:` of your own in the configuration): "
+        "they alert no one unasked; write your rule files and list them under `rules:`"
+    )
 
 
 def gazetteer_for(config: Config) -> Gazetteer:

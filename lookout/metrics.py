@@ -28,7 +28,7 @@ from prometheus_client import (
 from sqlalchemy import func, select
 
 from alerts.outbox import OutboxState
-from core.store import Store, articles, crawl_runs, matches, outbox, utcnow
+from core.store import Store, articles, crawl_runs, matches, outbox, sources, utcnow
 from crawler.state import CrawlResult
 from lookout.crawljobs import STOPPED
 
@@ -61,6 +61,9 @@ class Metrics:
         self.queue_depth = Gauge("lookout_outbox_queue_depth", "Alerts pending or in flight", registry=r)
         self.staleness = Gauge("lookout_source_staleness_seconds",
                                "Seconds since the source's last successful crawl", ["source"], registry=r)
+        # One series per result for each source, 1 for its last crawl's (ok, partial, empty, failed, timeout).
+        self.source_result = Gauge("lookout_source_result", "The result of the source's last crawl (1) among "
+                                   "the possible ones (0)", ["source", "result"], registry=r)
         self.latency = Histogram("lookout_alert_latency_seconds",
                                  "Article first seen by the crawler to its Telegram message",
                                  buckets=LATENCY_BUCKETS, registry=r)
@@ -117,6 +120,11 @@ class Metrics:
                 select(crawl_runs.c.source, func.max(crawl_runs.c.finished_at))
                 .where(crawl_runs.c.result.in_((CrawlResult.OK, CrawlResult.PARTIAL))).group_by(crawl_runs.c.source)
             ).all())
+            last_result: dict[str, str | None] = dict(conn.execute(select(sources.c.name, sources.c.last_result)).all())
+        for name in source_names:
+            if last_result.get(name) is not None:
+                for result in CrawlResult:
+                    self.source_result.labels(name, result).set(1 if last_result[name] == result else 0)
         for name in source_names:
             at = last_ok.get(name)
             if at is not None:
@@ -129,6 +137,9 @@ class Metrics:
     def drop_source(self, name: str) -> None:
         with contextlib.suppress(KeyError):
             self.staleness.remove(name)
+        for result in CrawlResult:
+            with contextlib.suppress(KeyError):
+                self.source_result.remove(name, result)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -228,7 +228,12 @@ class ScrapyStandalone:
 
     def apply_settings(self, settings: BaseSettings) -> None:
         config = load_config(settings.get("LOOKOUT_CONFIG_FILE"))
-        apply_config(settings, config.crawl, version=__version__, debug=config.log_level == "DEBUG", priority="spider")
+        debug = config.log_level == "DEBUG"
+        apply_config(settings, config.crawl, version=__version__, debug=debug, priority="spider")
+        # Scrapy's own run: its INFO lines too, the stats dumped at the end among them (a managed
+        # crawl keeps Scrapy at WARNING and prints Lookout's summary instead). The run itself is
+        # recorded in crawl_runs by crawler.runner.StandaloneRunRecorder.
+        settings.set("LOG_LEVEL", "DEBUG" if debug else "INFO", priority="spider")
 
     def runtime(self, settings: BaseSettings) -> CrawlRuntime:
         config = load_config(settings.get("LOOKOUT_CONFIG_FILE"))

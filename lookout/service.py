@@ -1,11 +1,15 @@
 """The service (``lookout run``): one process, one asyncio loop, holding the database lock.
 
 On that loop run an APScheduler 3 AsyncIOScheduler and, with a token, the Telegram bot and the
-dispatcher (``lookout.delivery``). Scheduled jobs: each source's crawl (a subprocess, see
-``lookout.crawljobs``), the rule-file watcher (a broken edit is refused, admins are told, the old
-rules stay), the sources-file watcher (the schedule is rebuilt when it changes; a broken edit is
-refused the same way), the metrics and next-runs refresh, and daily maintenance. Crawls read the
-accepted rule and sources files from snapshots (``lookout.snapshots``). After each crawl the
+dispatcher (``lookout.delivery``), which connect in the background and retry while the Bot API is
+unreachable: Telegram's faults never stop the crawls. A token Telegram rejects is a configuration
+error: the service stops and ``run`` raises ``TokenRejected``. Scheduled jobs: each source's
+crawl (a subprocess, see ``lookout.crawljobs``), the rule-file watcher (a broken edit is refused,
+admins are told, the old rules stay), the sources-file watcher (the schedule is rebuilt when it
+changes; a broken edit is refused the same way), the metrics and next-runs refresh, and daily
+maintenance. Crawls read the
+accepted rule and sources files from snapshots (``lookout.snapshots``); the rules in force are
+recorded for ``lookout status`` (``lookout.status.write_rules_in_force``). After each crawl the
 dispatcher is woken so new alerts go out within seconds.
 
 SIGTERM / SIGINT: no new crawls start; running ones get a short grace then are killed; the
@@ -33,17 +37,19 @@ from core.store import Store, sources, utcnow
 from crawler.state import upsert_source
 from lookout.botreports import StatusReports
 from lookout.crawljobs import CrawlJobs, CrawlOutcome, crawl_command, mark_interrupted_runs
-from lookout.delivery import TelegramDelivery
-from lookout.loaders import gazetteer_for
+from lookout.delivery import RETRY_INITIAL, RETRY_MAX, DeliveryState, TelegramDelivery, TokenRejected
+from lookout.loaders import example_rules_warning, gazetteer_for
 from lookout.lock import ServiceLock
 from lookout.maintenance import run_maintenance
 from lookout.metrics import HttpEndpoint, Metrics
 from lookout.scheduler import CrawlSchedule
 from lookout.snapshots import AcceptedRules, AcceptedSources, state_dir_for
+from lookout.status import RulesInForce, write_rules_in_force
 from rules.reload import RuleWatcher
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from datetime import datetime
 
     from alerts.dispatcher import DispatchSummary
     from lookout.config import Config
@@ -65,15 +71,20 @@ class ServiceOptions:
     maintenance_cron: str = "30 3 * * *"  # daily, UTC
     dispatch_idle: float = 2.0  # dispatcher re-checks the outbox at least this often
     state_dir: Path | None = None  # rule and sources snapshots; default: ``snapshots.state_dir_for``
+    telegram_retry: float = RETRY_INITIAL  # seconds before reconnecting to the Bot API; doubles ...
+    telegram_retry_max: float = RETRY_MAX  # ... up to this
+    telegram_first_wait: float = 5.0  # at most this long for the first connection before crawls start
 
 
 @dataclass(frozen=True)
 class Health:
     """How the service is, as ``/healthz`` shows it (``ok``: answered 200, else 503)."""
 
-    ok: bool
+    ok: bool  # the scheduler runs and delivery runs (the bot connected, the dispatcher sending)
     scheduler: str  # running | stopped
-    dispatcher: str  # running | stopped | disabled (no telegram token)
+    dispatcher: str  # running | stopped | retrying | connecting | rejected | disabled (no telegram token)
+    delivery: str  # lookout.delivery.DeliveryState: running | retrying | connecting | rejected | disabled | stopped
+    delivery_error: str | None  # why the last connection attempt failed (redacted), while not running
     seconds_since_tick: float  # since a watcher or refresh job last ran: a stuck loop shows here
     rules_version: str | None
     rule_errors: int  # errors of the last refused rule edit
@@ -84,6 +95,8 @@ class Health:
             "status": "ok" if self.ok else "unhealthy",
             "scheduler": self.scheduler,
             "dispatcher": self.dispatcher,
+            "delivery": self.delivery,
+            "delivery_error": self.delivery_error,
             "seconds_since_tick": self.seconds_since_tick,
             "rules_version": self.rules_version,
             "rule_errors": self.rule_errors,
@@ -107,8 +120,12 @@ class Service:
         self.state_dir = self.options.state_dir or state_dir_for(config)
         self.accepted_rules: AcceptedRules | None = None  # loaded at start
         self.accepted_sources = AcceptedSources(config, self.state_dir)
-        self.delivery = TelegramDelivery(config.telegram, dispatch_idle=self.options.dispatch_idle)
+        self.delivery = TelegramDelivery(config.telegram, dispatch_idle=self.options.dispatch_idle,
+                                         retry_initial=self.options.telegram_retry,
+                                         retry_max=self.options.telegram_retry_max)
         self.http: HttpEndpoint | None = None
+        self.failure: TokenRejected | None = None  # why the service stopped by itself
+        self._rules_accepted_at: datetime | None = None
         self._last_tick = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -131,8 +148,9 @@ class Service:
         try:
             await self._start()
             log.info("service running sources=%d telegram=%s",
-                     len(self.schedule.sources) if self.schedule else 0,
-                     "on" if self.delivery.started else "off")
+                     len(self.schedule.sources) if self.schedule else 0, self.delivery.state)
+            if (warning := example_rules_warning(self.config)) is not None:
+                log.warning(warning)
             await self.stop_event.wait()
             log.info("service stopping")
         finally:
@@ -140,7 +158,16 @@ class Service:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         log.info("service stopped")
+        if self.failure is not None:
+            raise self.failure
         return 0
+
+    def _token_rejected(self, exc: TokenRejected) -> None:
+        """Telegram refused the token while the service ran: a configuration error, stop."""
+        log.error("%s: stopping the service", exc)
+        self.failure = exc
+        if self.stop_event is not None:
+            self.stop_event.set()
 
     def _on_signal(self, sig: int) -> None:
         log.info("signal received signal=%s", signal.Signals(sig).name)
@@ -159,6 +186,7 @@ class Service:
         gazetteer = await asyncio.to_thread(gazetteer_for, config)
         watcher = await asyncio.to_thread(RuleWatcher, config.rule_paths(), gazetteer=gazetteer)
         self.accepted_rules = rules = AcceptedRules(watcher, self.state_dir)
+        await asyncio.to_thread(self._record_rules)
         initial_sources = self.accepted_sources.load()
 
         self.crawls = CrawlJobs(
@@ -178,13 +206,17 @@ class Service:
         daily = CronTrigger.from_crontab(opts.maintenance_cron, timezone="UTC")
         self.scheduler.add_job(self._maintenance, daily, id="maintenance", replace_existing=True,
                                misfire_grace_time=3600)
+        # Telegram first, in the background: a token rejected at once stops the start before any
+        # crawl; an unreachable Bot API is retried while the crawls go on.
+        await self.delivery.start(store, rules=lambda: rules.current, on_crawl=self._on_crawl_command,
+                                  on_reload=self._on_reload_command, after_pass=self._after_dispatch,
+                                  reports=StatusReports(self.config, store), on_rejected=self._token_rejected,
+                                  first_wait=opts.telegram_first_wait)
+        if self.delivery.rejected is not None:
+            raise self.delivery.rejected
         self.scheduler.start()
         self.schedule.apply(initial_sources)
         await asyncio.to_thread(self._write_next_runs)
-
-        await self.delivery.start(store, rules=lambda: rules.current, on_crawl=self._on_crawl_command,
-                                  on_reload=self._on_reload_command, after_pass=self._after_dispatch,
-                                  reports=StatusReports(self.config, store))
         if opts.http is not None:
             self.http = HttpEndpoint(self.metrics, self._healthz, *opts.http)
             await self.http.start()
@@ -238,7 +270,28 @@ class Service:
         result = await asyncio.to_thread(self.accepted_rules.reload)
         if result.changed and not result.reloaded:
             self.metrics.rule_reloads_refused.inc()
+        if result.changed:
+            await asyncio.to_thread(self._record_rules, refused=not result.reloaded)
         return result
+
+    def _record_rules(self, *, refused: bool = False) -> None:
+        """The rules in force (and a refused edit's errors) where ``lookout status`` reads them."""
+        rules = self.accepted_rules
+        if rules is None:
+            return
+        now = utcnow()
+        if not refused or self._rules_accepted_at is None:
+            self._rules_accepted_at = now
+        ruleset = rules.current
+        record = RulesInForce(
+            version=ruleset.version, rules=len(ruleset.rules), files=[str(f) for f in ruleset.files],
+            accepted_at=self._rules_accepted_at, refused_at=now if refused else None,
+            errors=list(rules.errors) if refused else [],
+        )
+        try:
+            write_rules_in_force(self.state_dir, record)
+        except OSError as exc:
+            log.warning("could not record the rules in force for `lookout status`: %s", exc)
 
     async def _watch_rules(self) -> None:
         self._last_tick = time.monotonic()
@@ -317,13 +370,16 @@ class Service:
     def health(self) -> Health:
         scheduler_ok = self.scheduler is not None and self.scheduler.running
         dispatcher, dispatcher_ok = self.delivery.dispatcher_state()
+        delivery = self.delivery.state
         lag = time.monotonic() - self._last_tick
         loop_ok = lag < max(60.0, 5 * self.options.metrics_every)
         rules = self.accepted_rules
         return Health(
-            ok=scheduler_ok and dispatcher_ok and loop_ok,
+            ok=scheduler_ok and dispatcher_ok and delivery is DeliveryState.RUNNING and loop_ok,
             scheduler="running" if scheduler_ok else "stopped",
             dispatcher=dispatcher,
+            delivery=str(delivery),
+            delivery_error=self.delivery.last_error if delivery is not DeliveryState.RUNNING else None,
             seconds_since_tick=round(lag, 1),
             rules_version=rules.current.version if rules is not None else None,
             rule_errors=len(rules.errors) if rules is not None else 0,

@@ -1,12 +1,18 @@
 """What ``lookout status`` reports: sources, outbox, subscribers, rules, latency, and whether a
 service holds the database. Read-only queries over the store plus the rule and sources files;
 typed dataclasses, rendered as text or JSON. The bot token never appears: only whether
-delivery is configured."""
+delivery is configured. Nothing is created: without a database the counts are empty.
+
+The rules shown are the ones in force: while a service runs, those it accepted (it records them
+in its state directory, ``write_rules_in_force``), with a refused edit on disk shown apart with
+its errors; without a service, the files on disk.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, overload
@@ -20,10 +26,12 @@ from core.store import Store, articles, chats, crawl_runs, outbox, redact_url, s
 from crawler.state import CrawlResult
 from lookout.loaders import sources_from_config
 from lookout.lock import service_holder
+from lookout.snapshots import state_dir_for
 from rules import load_ruleset
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
     from sqlalchemy import ColumnElement, Row
     from sqlalchemy.engine import Connection
@@ -32,6 +40,8 @@ if TYPE_CHECKING:
     from lookout.config import Config
 
 DAY = timedelta(hours=24)
+NO_DATABASE = "no database yet"  # what ``database`` says when there is none
+RULES_IN_FORCE_FILE = "rules-in-force.json"  # in the service's state directory
 
 
 @dataclass
@@ -47,7 +57,8 @@ class SourceStatus:
     articles_24h: int
     last_error: str | None
     staleness_seconds: float | None  # since the last successful crawl
-    stale: bool
+    stale: bool  # no success for two intervals and a crawl timeout; or empty for crawl.stale_after
+    empty_since: datetime | None = None  # the index has listed nothing in every crawl since
 
 
 @dataclass
@@ -70,10 +81,16 @@ class SubscriberStatus:
 
 @dataclass
 class RulesStatus:
+    """The rules in force: the running service's (``in_force``), else the files on disk."""
+
     files: list[str]
     version: str | None
     rules: int
-    errors: list[str]
+    errors: list[str]  # the rule files on disk do not load: a refused edit while a service runs
+    in_force: bool = False  # version, rules and files are what the running service uses
+    accepted_at: datetime | None = None  # when the service accepted them
+    refused_at: datetime | None = None  # when the service refused the edit on disk
+    on_disk_version: str | None = None  # valid files on disk the service has not taken up yet
 
 
 @dataclass
@@ -136,29 +153,38 @@ def stale_after(every: timedelta, timeout: timedelta) -> timedelta:
 
 def gather_status(
     config: Config,
-    store: Store,
+    store: Store | None,
     *,
     now: datetime | None = None,
     configured_sources: Sequence[Source] | None = None,
     load_rules: bool = True,
     service: str | None = None,
 ) -> StatusReport:
+    """The report. ``store`` None: there is no database yet (no service ever ran): the sources
+    and rules are shown with empty counts, and nothing is created."""
     now = now or utcnow()
+    database = redact_url(config.database_url())
     report = StatusReport(
         generated_at=now,
-        service=service if service is not None else service_holder(store),
+        service=service if service is not None else (service_holder(store) if store is not None else None),
         telegram=config.telegram.token is not None,
-        database=redact_url(config.database_url()),
+        database=database if store is not None else f"{database} ({NO_DATABASE})",
     )
     if configured_sources is None:
         configured_sources, report.sources_errors = _configured_sources(config)
-    with store.connect() as conn:
-        report.sources = _sources(conn, configured_sources, config, now)
-        report.outbox = _outbox(conn, now)
-        report.subscribers = _subscribers(conn)
-        report.latency = _latency(conn, now)
+    # Without a database the same queries run over empty tables in memory.
+    queried = store if store is not None else Store("sqlite:///:memory:")
+    try:
+        with queried.connect() as conn:
+            report.sources = _sources(conn, configured_sources, config, now)
+            report.outbox = _outbox(conn, now)
+            report.subscribers = _subscribers(conn)
+            report.latency = _latency(conn, now)
+    finally:
+        if queried is not store:
+            queried.dispose()
     if load_rules:
-        report.rules = rules_status(config)
+        report.rules = rules_status(config, service_running=report.service is not None)
     return report
 
 
@@ -180,10 +206,15 @@ def _sources(conn: Connection, configured: Sequence[Source], config: Config, now
     )
     # The newest finished run per source: its result is what the operator wants to see.
     latest_runs: dict[str, Row[Any]] = {}
+    empty_since: dict[str, datetime] = {}  # the first run of each source's current streak of empty runs
     for r in conn.execute(
         select(crawl_runs).where(crawl_runs.c.finished_at.is_not(None)).order_by(crawl_runs.c.id)
     ):
         latest_runs[r.source] = r
+        if r.result == CrawlResult.EMPTY:
+            empty_since.setdefault(r.source, _aware(r.started_at))
+        else:
+            empty_since.pop(r.source, None)
     successes = dict(
         conn.execute(
             select(crawl_runs.c.source, func.max(crawl_runs.c.finished_at))
@@ -209,7 +240,10 @@ def _sources(conn: Connection, configured: Sequence[Source], config: Config, now
             last_error = row.last_error
         staleness = (now - last_success).total_seconds() if last_success else None
         stale = False
-        if src is not None:
+        empty_from = (empty_since.get(name) or last_run) if last_result == CrawlResult.EMPTY else None
+        if src is not None and empty_from is not None:  # read, but listing nothing: stale after a while
+            stale = now - empty_from > config.crawl.stale_after
+        elif src is not None:
             limit = stale_after(src.every, config.crawl.timeout)
             stale = (staleness is None and last_run is not None) or (
                 staleness is not None and staleness > limit.total_seconds())
@@ -226,6 +260,7 @@ def _sources(conn: Connection, configured: Sequence[Source], config: Config, now
             last_error=last_error,
             staleness_seconds=round(staleness, 1) if staleness is not None else None,
             stale=stale,
+            empty_since=empty_from,
         ))
     return out
 
@@ -312,8 +347,23 @@ def _round(value: float | None) -> float | None:
     return round(value, 2) if value is not None else None
 
 
-def rules_status(config: Config) -> RulesStatus:
-    """The rules on disk as the service would load them: files, version, or every error."""
+def rules_status(config: Config, *, service_running: bool = False) -> RulesStatus:
+    """The rules in force. While a service runs: the rules it accepted (its record in the state
+    directory), and the files on disk apart when they differ (their errors: an edit it refused).
+    Otherwise the rules on disk as a service would load them: files, version, or every error."""
+    on_disk = _rules_on_disk(config)
+    record = read_rules_in_force(state_dir_for(config)) if service_running else None
+    if record is None:
+        return on_disk
+    return RulesStatus(
+        files=record.files, version=record.version, rules=record.rules, errors=on_disk.errors,
+        in_force=True, accepted_at=record.accepted_at,
+        refused_at=record.refused_at if on_disk.errors else None,
+        on_disk_version=on_disk.version if on_disk.version != record.version else None,
+    )
+
+
+def _rules_on_disk(config: Config) -> RulesStatus:
     paths = [str(p) for p in config.rule_paths()]
     try:
         ruleset = load_ruleset(config.rule_paths())
@@ -327,6 +377,45 @@ def rules_status(config: Config) -> RulesStatus:
     )
 
 
+# -- the rules in force: the service's record ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RulesInForce:
+    """What the service runs, written by it on every accepted or refused rule edit."""
+
+    version: str
+    rules: int
+    files: list[str]
+    accepted_at: datetime
+    refused_at: datetime | None = None  # the last refused edit, since the accepted one
+    errors: list[str] = field(default_factory=list)  # why it was refused
+
+
+def write_rules_in_force(state_dir: Path, record: RulesInForce) -> None:
+    """Replace the record atomically: a ``lookout status`` reading it never sees half a file."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / RULES_IN_FORCE_FILE
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_jsonable(asdict(record)), indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_rules_in_force(state_dir: Path) -> RulesInForce | None:
+    """The service's record, or None (none yet, or unreadable)."""
+    try:
+        data = json.loads((state_dir / RULES_IN_FORCE_FILE).read_text(encoding="utf-8"))
+        refused = data.get("refused_at")
+        return RulesInForce(
+            version=str(data["version"]), rules=int(data["rules"]), files=[str(f) for f in data["files"]],
+            accepted_at=datetime.fromisoformat(data["accepted_at"]),
+            refused_at=datetime.fromisoformat(refused) if refused else None,
+            errors=[str(e) for e in data.get("errors") or []],
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 # -- text ------------------------------------------------------------------------------------
 
 
@@ -337,6 +426,23 @@ def _ago(value: datetime | None, now: datetime) -> str:
     if delta.total_seconds() < 0:
         return "in " + format_duration(-delta)
     return format_duration(delta) + " ago"
+
+
+def _rules_lines(r: RulesStatus, now: datetime) -> list[str]:
+    version = (r.version or "-")[:12]
+    if not r.in_force:  # no service runs: what one would load
+        return [f"rules:     on disk: {r.rules} rules, version {version}, {len(r.files)} file(s)",
+                *(f"  ! {e}" for e in r.errors)]
+    lines = [f"rules:     in force: {r.rules} rules, version {version}, {len(r.files)} file(s), "
+             f"accepted {_ago(r.accepted_at, now)}"]
+    if r.errors:
+        refused = f", refused {_ago(r.refused_at, now)}" if r.refused_at else ""
+        lines.append(f"           refused edit on disk{refused}: {len(r.errors)} error(s); "
+                     "the rules above stay in force")
+        lines += [f"  ! {e}" for e in r.errors]
+    elif r.on_disk_version:
+        lines.append(f"           on disk: version {r.on_disk_version[:12]}, not taken up yet")
+    return lines
 
 
 def render_text(report: StatusReport) -> str:
@@ -354,6 +460,8 @@ def render_text(report: StatusReport) -> str:
         lines.append("  (none)")
     for s in report.sources:
         flag = " STALE" if s.stale else ""
+        if s.stale and s.empty_since is not None:
+            flag += f" (empty for {format_duration(now - s.empty_since)})"
         every = format_duration(timedelta(seconds=s.every_seconds)) if s.every_seconds else "not configured"
         lines.append(
             f"  {s.name:<20} every {every:<6} last {_ago(s.last_run, now):<10} "
@@ -372,9 +480,7 @@ def render_text(report: StatusReport) -> str:
                      f"{sub.subscriptions} subscriptions")
     r = report.rules
     if r is not None:
-        lines.append(f"rules:     {len(r.files)} file(s), {r.rules} rules, version "
-                     f"{(r.version or '-')[:12]}")
-        lines += [f"  ! {e}" for e in r.errors]
+        lines += _rules_lines(r, now)
     lat = report.latency
     if lat is not None:
         if lat.samples:

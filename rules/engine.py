@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from rules.fold import fold, fold_with_map, is_word_char
 from rules.model import Node, Rule, Term, haversine_km
-from rules.snippets import make_snippet
+from rules.snippets import make_snippet, title_copy_end
 from rules.types import TEXT_FIELDS, Document, Match, Mentions, PlaceRef, TermHit
 
 if TYPE_CHECKING:
@@ -326,8 +326,9 @@ def _holds(
 
 
 class _WordPositions:
-    """Word index of a character offset, title words first, for ``within``; and the sentence
-    bounds already found, shared by every rule's snippet for the same document."""
+    """Word index of a character offset, title words first, for ``within``; and what every
+    rule's snippet for the same document shares: the sentence bounds already found, and where the
+    body starts after a leading copy of the title."""
 
     _WORD = re.compile(r"\w+")
 
@@ -335,6 +336,14 @@ class _WordPositions:
         self.doc = doc
         self._starts: dict[str, list[int]] = {}
         self.bounds: dict[tuple[str, int, int], tuple[int, int, bool]] = {}
+        self._body_start: int | None = None
+
+    @property
+    def body_start(self) -> int:
+        """The offset in the text past a leading copy of the title (0 without one)."""
+        if self._body_start is None:
+            self._body_start = title_copy_end(self.doc.title or "", self.doc.text or "")
+        return self._body_start
 
     def _field(self, name: str) -> list[int]:
         if name not in self._starts:
@@ -366,7 +375,7 @@ def evaluate(
             return None
         used = window_hits
     used = sorted(set(used), key=_hit_order)
-    return _build_match(rule, used, found, doc, ruleset, words.bounds if words else None)
+    return _build_match(rule, used, found, doc, ruleset, words)
 
 
 def _hits_within(
@@ -397,7 +406,7 @@ def _build_match(
     found: Findings,
     doc: Document,
     ruleset: CompiledRuleset,
-    bounds: dict[tuple[str, int, int], tuple[int, int, bool]] | None = None,
+    words: _WordPositions | None = None,
 ) -> Match:
     places: dict[tuple[str, str | None], PlaceRef] = {}
     groups: dict[str, None] = {}
@@ -417,7 +426,12 @@ def _build_match(
     for ref in places.values():
         if ref.id not in by_id or (by_id[ref.id].area is None and ref.area is not None):
             by_id[ref.id] = ref
-    snippet, marks = make_snippet(doc, hits, bounds)
+    # The snippet shows the sentence(s) with the hits, never the headline: hits in a leading copy
+    # of the title stay evidence (offsets into the text), but the snippet is taken after it.
+    if words is None:
+        snippet, marks = make_snippet(doc, hits)
+    else:
+        snippet, marks = make_snippet(doc, hits, words.bounds, words.body_start)
     return Match(
         rule_id=rule.id,
         title=rule.title,

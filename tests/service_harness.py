@@ -4,9 +4,11 @@ local news site and the fake Bot API, and ``lookout run`` as a subprocess."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -90,18 +92,20 @@ class ServiceProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
-    def wait_healthy(self, timeout: float = 30.0) -> dict:
+    def wait_healthy(self, timeout: float = 30.0, *, status_code: int = 200) -> dict:
+        """``/healthz`` once it answers ``status_code`` (200: scheduler and delivery run; 503
+        with no token: crawling runs, delivery is disabled)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"service exited {self.proc.returncode}:\n{self.log()}")
             try:
                 status, body = self.get("/healthz")
-                if status == 200:
+                if status == status_code and json.loads(body).get("scheduler") == "running":
                     return json.loads(body)
             except OSError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.05)
         raise AssertionError(f"service not healthy in {timeout}s:\n{self.log()}")
 
     def terminate(self, timeout: float = 40.0) -> int:
@@ -125,6 +129,66 @@ def lookout(config: Path, *args: str, timeout: float = 60) -> subprocess.Complet
     env.pop("TELEGRAM_BOT_TOKEN", None)
     return subprocess.run([sys.executable, "-m", "lookout.cli", "--config", str(config), *args],
                           capture_output=True, text=True, timeout=timeout, cwd=config.parent, env=env, check=False)
+
+
+def start_lookout(config: Path, *args: str) -> subprocess.Popen:
+    """``lookout`` as ``lookout()`` runs it, started in the background: the test goes on while it
+    runs (``communicate()`` collects stdout and stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("TELEGRAM_BOT_TOKEN", None)
+    return subprocess.Popen([sys.executable, "-m", "lookout.cli", "--config", str(config), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=config.parent, env=env)
+
+
+def lookout_in_process(config: Path, *args: str) -> int:
+    """``lookout --config CONFIG ARGS`` in this process (output to the test's capsys): the same
+    command as ``lookout``, without the interpreter start-up. The logging the command sets up is
+    undone afterwards, so it does not leak into the tests that follow on this worker."""
+    from lookout.cli import main
+
+    loggers = [logging.getLogger(), logging.getLogger("httpx"), logging.getLogger("httpcore")]
+    saved = [(lg, lg.level, lg.handlers[:]) for lg in loggers]
+    try:
+        return main(["--config", str(config), *args])
+    finally:
+        for lg, level, handlers in saved:
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds
+    pass (its last falsy answer is returned)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = predicate()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(interval)
+
+
+def db_rows(config: Path, sql: str, *params: object) -> list[dict]:
+    """Rows of a query on the service's SQLite database (``var/lookout.db`` beside the config),
+    read directly: what ``lookout status`` would show, without starting a process. Empty while the
+    database or the table does not exist yet."""
+    db = config.parent / "var" / "lookout.db"
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, params)]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
+
+
+def crawl_runs_of(config: Path) -> list[dict]:
+    """The service's ``crawl_runs``, oldest first."""
+    return db_rows(config, "select * from crawl_runs order by id")
 
 
 _STORY_WORDS = [

@@ -59,7 +59,7 @@ def test_unknown_key_is_reported_with_file_and_line(tmp_path):
         """)
     with pytest.raises(LocatedErrors) as exc:
         load_config(path, env={})
-    assert str(exc.value) == f"{path}:4:3: unknown key 'paralel'"
+    assert str(exc.value) == f"{path}:4:3: unknown key 'paralel' (did you mean 'parallel'?)"
 
 
 def test_all_errors_at_once(tmp_path):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
-from tests_support import EXAMPLE_RULES
+from tests_support import EXAMPLE_CHANNEL, example_rules_notifying
 
 from alerts import subscriptions as subs
 from core.store import articles, matches, outbox
@@ -23,8 +23,10 @@ TEXT = (
 
 
 @pytest.fixture(scope="module")
-def ruleset():
-    return load_ruleset([EXAMPLE_RULES])
+def ruleset(tmp_path_factory):
+    """The example rules with their notify channel switched on: every hit of is-near-azaz also
+    goes to that channel."""
+    return load_ruleset([example_rules_notifying(tmp_path_factory.mktemp("rules"))])
 
 
 def article(url: str, text: str = TEXT, outlet: str = "Aleppo Monitor", published=NOW) -> Article:
@@ -52,7 +54,7 @@ def test_new_article_is_stored_matched_and_enqueued(store, ruleset):
     assert outcome.enqueued == 2
     assert count(store, matches) == len(outcome.matches)
     assert count(store, outbox, outbox.c.chat_id == "42", outbox.c.state == "pending") == 1
-    assert count(store, outbox, outbox.c.chat_id == "@north_aleppo_alerts") == 1
+    assert count(store, outbox, outbox.c.chat_id == EXAMPLE_CHANNEL) == 1
 
 
 def test_an_update_at_the_same_url_keeps_its_story_and_never_alerts_again(store, ruleset):

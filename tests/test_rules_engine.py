@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from tests_support import EXAMPLE_CHANNEL, example_rules_notifying
 
 from lookout.commands.rules import read_article
 from rules import engine, load_ruleset, match, scan
@@ -182,10 +183,13 @@ def test_seed_001_ignores_lowercase_is_and_typo(seed_files, ruleset):
     assert "YGP" not in found  # a typo is not an alias
 
 
-def test_seed_000_bracketed_is_and_daesh(seed_files, ruleset):
+def test_seed_000_bracketed_is_and_daesh(seed_files, ruleset, tmp_path):
     doc = read_article(str(seed_files[0]))
     m = next(m for m in match(doc, ruleset) if m.rule_id == "is-near-azaz")
-    assert m.severity == "high" and m.notify == ("@north_aleppo_alerts",)
+    assert m.severity == "high" and m.notify == ()
+    notifying = load_ruleset([example_rules_notifying(tmp_path)])
+    m = next(m for m in match(doc, notifying) if m.rule_id == "is-near-azaz")
+    assert m.notify == (EXAMPLE_CHANNEL,)
     hits = scan(doc, ruleset).hits
     assert any(h.found == "IS" and doc.text[h.start - 1] == "[" for h in hits)
     assert any(h.found == "Daesh" for h in hits)

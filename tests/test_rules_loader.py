@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests_support import EXAMPLE_CHANNEL, example_rules_notifying
 
 from core.located import LocatedErrors
 from lookout.cli import main
@@ -75,7 +76,9 @@ def test_example_file_loads(tmp_path):
     assert rs.areas["azaz-corridor"].radius_km == 25 and rs.areas["azaz-corridor"].around == "azaz"
     assert rs.areas["north-aleppo"].contains(36.5, 37.0) and not rs.areas["north-aleppo"].contains(36.2, 37.1)
     rule = rs.rules["is-near-azaz"]
-    assert (rule.severity, rule.within, rule.notify) == ("high", 60, ("@north_aleppo_alerts",))
+    assert (rule.severity, rule.within, rule.notify) == ("high", 60, ())  # shipped: notifies no one
+    enabled = load_ruleset([example_rules_notifying(tmp_path)])
+    assert enabled.rules["is-near-azaz"].notify == (EXAMPLE_CHANNEL,)
     assert rule.severity is Severity.HIGH and rs.rules["sdf-manbij"].severity is Severity.MEDIUM
     assert {t.key for t in rule.positive_terms} == {
         ("group", "islamic-state"),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from tests_support import example_rules_notifying
 
 from alerts import subscriptions as subs
 from alerts.keys import alert_key, parse_alert_key
@@ -344,12 +345,13 @@ def test_cli_registers_three_commands():
     assert parser.parse_args(["unsubscribe", "--chat", "1", "--all"]).all
 
 
-def test_routing_a_seed_article_through_the_real_engine(store, seed_files):
-    """The shipped example rules on a sample article: the engine's output in, recipients out."""
+def test_routing_a_seed_article_through_the_real_engine(store, seed_files, tmp_path):
+    """The example rules (their notify channel on) on a sample article: the engine's output in,
+    recipients out."""
     from rules import load_ruleset, match, scan
     from rules.types import Text
 
-    ruleset = load_ruleset([Path(__file__).resolve().parent.parent / "rules" / "examples"])
+    ruleset = load_ruleset([example_rules_notifying(tmp_path)])
     raw = seed_files[0].read_text(encoding="utf-8")
     doc = Text(title=raw.splitlines()[0], text=raw)
     matches, mentions = match(doc, ruleset), scan(doc, ruleset)

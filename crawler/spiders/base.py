@@ -1,6 +1,7 @@
 """What every Lookout spider shares (``LookoutSpider``): the source it crawls and the crawl
-runtime it reports to, conditional GET on its index pages, new-only discovery, article extraction
-in the process pool, and failure recording; with the page and failure checks they use."""
+runtime it reports to, conditional GET on its index pages, new-only discovery (URLs backing off
+after failing are not requested: ``crawler.state``), article extraction in the process pool,
+failure recording, and an empty index said as such; with the page and failure checks they use."""
 
 from __future__ import annotations
 
@@ -11,22 +12,33 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar, Self
 
 import scrapy
-from scrapy.exceptions import IgnoreRequest
+from scrapy import signals
+from scrapy.exceptions import CannotResolveHostError, DownloadConnectionRefusedError, IgnoreRequest
 from scrapy.http import Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.misc import load_object
 from twisted.internet import error as neterr
 
+from core.store import utcnow
 from crawler.canonical import canonicalize, same_site
 from crawler.extract import Hints, text_problem
 from crawler.items import Article, Cleaned
+from crawler.middlewares import SOURCE_URL_META, PrivateAddress
 from crawler.runtime import Standalone
 from crawler.sources import Source, select_sources
-from crawler.state import SourceStats, cached_validators, record_failure, save_validators
+from crawler.state import (
+    CrawlResult,
+    SourceStats,
+    cached_validators,
+    clear_failures,
+    failing_states,
+    record_failure,
+    save_validators,
+)
 from crawler.storage import known_articles
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
     from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
@@ -37,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HTML_TYPES = (b"text/html", b"application/xhtml+xml")
+INDEX_META = "lookout_index"  # set on index page requests: a failure there is the source's own
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,9 @@ class LookoutSpider(scrapy.Spider):
         self.source_stats = SourceStats(self.source_name, self.kind)
         # ETag and Last-Modified of the index pages read in this crawl, by URL: saved at close.
         self._index_validators: dict[str, tuple[str | None, str | None]] = {}
+        self._retrying: set[str] = set()  # entry URLs that failed before, requested again now
+        self._awaiting_retry = 0  # entries not requested, waiting for their next try (not given up)
+        self._entry_urls: dict[str, str] = {}  # a page being parsed: its response URL -> its entry URL
         self.started_at = time.monotonic()
 
     @property
@@ -98,6 +114,9 @@ class LookoutSpider(scrapy.Spider):
         if spider._runtime is None:  # plain `scrapy crawl`: build what the runner would have given
             spider._runtime = standalone(crawler.settings).runtime(crawler.settings)
             spider._owns_runtime = True
+            # Closed once the engine stops: after every spider_closed receiver, the run recorder
+            # (crawler.runner.StandaloneRunRecorder) included, has used its store.
+            crawler.signals.connect(spider._close_runtime, signal=signals.engine_stopped)
         if spider._source is None:
             spider._source = select_sources(spider.runtime.sources, [spider.source_name])[0]
         if spider.source.kind != cls.kind:
@@ -123,7 +142,9 @@ class LookoutSpider(scrapy.Spider):
             callback=callback or self.parse_index,
             errback=self.index_failed,
             headers=headers,
-            meta={"handle_httpstatus_list": [304]},
+            # The source's URL too: an index page it links (a sitemap index's sitemaps) or
+            # redirects to is checked by the address guard like an article link.
+            meta={"handle_httpstatus_list": [304], INDEX_META: True, SOURCE_URL_META: self.source.url},
             dont_filter=True,
         )
 
@@ -131,6 +152,7 @@ class LookoutSpider(scrapy.Spider):
         if response.status == 304:
             self.source_stats.not_modified += 1  # unchanged since last crawl: nothing to parse
             return
+        self.source_stats.indexes_read += 1
         self._remember_validators(response)
         yield from self.follow_entries(response, self.discover(response))
 
@@ -154,22 +176,48 @@ class LookoutSpider(scrapy.Spider):
             url = canonicalize(e.url, base=response.url)
             if url.startswith(("http://", "https://")) and url not in unique:
                 unique[url] = Entry(url, e.title, e.published, e.marker, e.outlet)
+        self.source_stats.entries += len(unique)
+        now = utcnow()
         with self.runtime.store.connect() as conn:
             known = known_articles(conn, list(unique))
+            failing = failing_states(conn, [u for u in unique if u not in known])
         for url, entry in unique.items():
             if url in known and not changed_since(entry.marker, known[url]):
                 self.source_stats.skipped += 1
                 continue
+            backoff = failing.get(url)
+            if backoff is not None and backoff.waiting(now):  # failed before: not before its next try
+                self.source_stats.skipped += 1
+                self.source_stats.backing_off += 1
+                self._awaiting_retry += not backoff.given_up
+                continue
             if not self.runtime.claim(url):  # another source of this run fetches it
                 self.source_stats.skipped += 1
                 continue
+            if backoff is not None:
+                self._retrying.add(url)
             yield scrapy.Request(
                 url,
-                callback=self.parse_article,
+                callback=self.fetch_article,
                 errback=self.article_failed,
                 cb_kwargs={"entry": entry},
+                meta={SOURCE_URL_META: self.source.url},
                 dont_filter=True,
             )
+
+    async def fetch_article(self, response: Response, entry: Entry) -> AsyncIterator[Cleaned]:
+        """``parse_article``, and the backoff bookkeeping around it: a failure while parsing
+        backs off the entry's URL (not a redirect's target), an article got clears it."""
+        self._entry_urls[response.url] = entry.url
+        try:
+            async for item in self.parse_article(response, entry):
+                if entry.url in self._retrying:
+                    self._retrying.discard(entry.url)
+                    with self.runtime.store.begin() as conn:
+                        clear_failures(conn, [entry.url])
+                yield item
+        finally:
+            self._entry_urls.pop(response.url, None)
 
     # -- articles ------------------------------------------------------------------------
     async def parse_article(self, response: Response, entry: Entry) -> AsyncIterator[Cleaned]:
@@ -180,14 +228,24 @@ class LookoutSpider(scrapy.Spider):
         self.source_stats.fetched += 1
         # Bytes and the encoding go to the pool: decoding, extraction, signature and rule
         # matching all happen there, never on the reactor thread.
-        hints = Hints(self.source.name, entry.title, self.source.lang)
+        min_chars = self.runtime.crawl.min_text_chars
+        hints = Hints(self.source.name, entry.title, self.source.lang, min_chars)
         found = await self.runtime.extractor.extract(response.body, response.encoding, response.url, hints)
         if found.problem:
             detail = f"content-type {content_type(response)}, encoding {response.encoding}"
             self.fail(response.url, found.problem, detail)
             return
-        if not found.text:
-            self.fail(response.url, "no-text", "trafilatura found no article text")
+        if not found.text or found.text_chars < min_chars:
+            # No article: an empty body, or only menus, link lists and the headline (a page
+            # rendered by JavaScript, a live-blog shell, a soft 404). Never stored nor matched,
+            # and the index's summary does not stand in for it.
+            detail = (
+                f"{found.text_chars} characters of article text once links and the headline are left out"
+                f" (crawl.min_text_chars: {min_chars})"
+                if found.text
+                else "trafilatura found no article text"
+            )
+            self.fail(response.url, "no-text", detail)
             return
         if found.canonical and same_site(found.canonical, response.url):
             url = canonicalize(found.canonical, base=response.url)
@@ -215,28 +273,56 @@ class LookoutSpider(scrapy.Spider):
     # -- failures ------------------------------------------------------------------------
     def index_failed(self, failure: Failure) -> None:
         reason, detail = classify_failure(failure)
-        self.source_stats.index_error = f"{reason}: {detail}"[:500]
-        self.fail(_first_url(failure), reason, detail)
+        self.index_problem(_first_url(failure), reason, detail)
 
     def article_failed(self, failure: Failure) -> None:
         reason, detail = classify_failure(failure)
         self.fail(_first_url(failure), reason, detail)
 
-    def fail(self, url: str, reason: str, detail: str | None = None) -> None:
+    def index_problem(self, url: str, reason: str, detail: str | None = None, note: str | None = None) -> None:
+        """The source's own index page failed (``note``: what it was instead, "HTML page"): the
+        crawl is ``failed: <reason> (<note>)``. Index URLs never back off."""
+        short = f"{reason} ({note})" if note else reason
+        self.source_stats.index_reason = short
+        self.source_stats.index_error = f"{short}: {detail}"[:500] if detail else short
+        self.fail(url, reason, detail, index=True)
+
+    def callback_failed(self, response: Response, exc: Exception) -> None:
+        """A callback raised (``crawler.middlewares.OneLineErrors``): the page's failure, ``error``."""
+        detail = f"{type(exc).__name__}: {exc}"[:500]
+        request = response.request
+        url = (request.meta.get("redirect_urls") or [request.url])[0] if request is not None else response.url
+        if request is not None and request.meta.get(INDEX_META):
+            self.index_problem(url, "error", detail)
+        else:
+            self.fail(url, "error", detail)
+
+    def fail(self, url: str, reason: str, detail: str | None = None, *, index: bool = False) -> None:
+        """Count and record a failure, in one log line; an article URL backs off (``crawler.state``)."""
         self.source_stats.failed[reason] += 1
-        log.warning("%s: %s failed: %s (%s)", self.source_stats.source, url, reason, detail)
-        record_failure(self.runtime.store, self.source_stats.source, url, reason, detail)
+        retry = None if index else self._entry_urls.get(url, url)
+        state = record_failure(self.runtime.store, self.source_stats.source, url, reason, detail, backoff_url=retry)
+        after = ""
+        if state is not None:
+            after = "; given up" if state.next_try_at is None else f"; next try {state.next_try_at:%Y-%m-%d %H:%M} UTC"
+        log.warning("%s: %s failed: %s (%s)%s", self.source_stats.source, url, reason, detail, after)
 
     def closed(self, reason: str) -> None:
         self.source_stats.seconds = time.monotonic() - self.started_at
         self.source_stats.finish_reason = reason
-        # Keep validators only after a clean crawl: a failed article must be retried next time,
-        # which needs its index page parsed again rather than answered 304.
-        if not self.source_stats.failures and self._index_validators:
+        # Keep validators only after a clean crawl: a failed article must be retried next time
+        # (and one backing off once its time comes), which needs its index page parsed again
+        # rather than answered 304; an empty index must be read again to be said empty again.
+        clean = self.source_stats.result == CrawlResult.OK and not self._awaiting_retry
+        if clean and self._index_validators:
             with self.runtime.store.begin() as conn:
                 for url, (etag, modified) in self._index_validators.items():
                     save_validators(conn, url, etag, modified)
+
+    def _close_runtime(self) -> None:
+        """Plain `scrapy crawl`: the runtime built for it, closed when the engine stops."""
         if self._owns_runtime:
+            self._owns_runtime = False
             self.runtime.close()
 
 
@@ -308,11 +394,14 @@ def header_problem(response: Response) -> str | None:
 
 
 def classify_failure(failure: Failure) -> tuple[str, str]:
-    """A short reason (http-404, timeout, too-large, robots, redirect-loop, ...) and the detail."""
+    """A short reason (http-404, timeout, too-large, robots, redirect-loop, private-address,
+    connection-refused, dns, tls, ...) and the detail."""
     exc = failure.value
     detail = f"{type(exc).__name__}: {exc}"[:500]
     if isinstance(exc, HttpError):
         return f"http-{exc.response.status}", detail
+    if isinstance(exc, PrivateAddress):
+        return "private-address", detail
     text = str(exc).lower()
     name = type(exc).__name__.lower()
     if "timeout" in name or "timedout" in name or isinstance(exc, neterr.TimeoutError):
@@ -325,8 +414,32 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
         if "redirect" in text:
             return "redirect-loop", detail
         return "ignored", detail
-    if isinstance(exc, neterr.DNSLookupError | neterr.ConnectionRefusedError | neterr.ConnectError):
+    causes = list(_causes(exc)) if exc is not None else []
+    if any(isinstance(e, DownloadConnectionRefusedError | neterr.ConnectionRefusedError) for e in causes):
+        return "connection-refused", detail
+    if any(isinstance(e, CannotResolveHostError | neterr.DNSLookupError) for e in causes):
+        return "dns", detail
+    if any(type(e).__module__.startswith(("OpenSSL", "ssl", "service_identity")) for e in causes):
+        return "tls", detail
+    if any(isinstance(e, neterr.TimeoutError | neterr.TCPTimedOutError) for e in causes):
+        return "timeout", detail
+    if any(isinstance(e, neterr.ConnectError | neterr.ConnectionLost) for e in causes):
         return "connection", detail
     if "cancel" in name:
         return "too-large", detail
     return "error", detail
+
+
+def _causes(exc: BaseException, depth: int = 0) -> Iterator[BaseException]:
+    """``exc``, what it was raised from, and the failures a Twisted wrapper (ResponseFailed,
+    ResponseNeverReceived) carries in ``reasons``."""
+    yield exc
+    if depth > 5:
+        return
+    for inner in (exc.__cause__, exc.__context__):
+        if inner is not None:
+            yield from _causes(inner, depth + 1)
+    for reason in getattr(exc, "reasons", None) or ():
+        value = getattr(reason, "value", None)
+        if isinstance(value, BaseException):
+            yield from _causes(value, depth + 1)

@@ -1,5 +1,7 @@
 """RSS 0.9x / 1.0 / 2.0 and Atom feeds, parsed by feedparser from the response body (relative
-links and ``xml:base`` resolved; a malformed feed still yields the entries it holds)."""
+links and ``xml:base`` resolved; a malformed feed still yields the entries it holds). A page that
+is no feed at all fails the crawl as ``not-a-feed`` (an HTML page says so); a feed without
+entries makes it ``empty``."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import feedparser
 
-from crawler.spiders.base import Entry, LookoutSpider, marker_of
+from crawler.spiders.base import HTML_TYPES, Entry, LookoutSpider, marker_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -28,8 +30,14 @@ class FeedSpider(LookoutSpider):
         parsed = feedparser.parse(
             response.body, response_headers={"content-location": response.url, "content-type": ctype}
         )
-        if parsed.bozo and not parsed.entries:
-            self.logger.warning("feed %s unreadable: %s", response.url, parsed.get("bozo_exception"))
+        if not parsed.get("version") and not parsed.entries:  # neither RSS nor Atom
+            note = "HTML page" if _is_html(response) else "not RSS or Atom"
+            self.index_problem(response.url, "not-a-feed", f"content-type {ctype or 'none'}", note)
+            return
+        if not parsed.entries:
+            problem = parsed.get("bozo_exception") if parsed.bozo else None
+            self.source_stats.empty_reason = f"unreadable feed: {problem}" if problem else "the feed has no entries"
+            return
         outlet = parsed.feed.get("title") or None
         for e in parsed.entries:
             link = e.get("link") or _alternate(e)
@@ -39,6 +47,12 @@ class FeedSpider(LookoutSpider):
             published = _when(e.get("published_parsed")) or updated
             marker = marker_of(updated or published, e.get("updated") or e.get("published"))
             yield Entry(link, e.get("title"), published, marker, outlet)
+
+
+def _is_html(response: Response) -> bool:
+    ctype = (response.headers.get("Content-Type") or b"").split(b";")[0].strip().lower()
+    head = response.body[:512].lstrip().lower()
+    return ctype in HTML_TYPES or head.startswith((b"<!doctype html", b"<html"))
 
 
 def _alternate(entry: Mapping[str, Any]) -> str | None:

@@ -1,5 +1,7 @@
 """News sitemaps and sitemap indexes, parsed with lxml (Scrapy's SitemapSpider drops the
-``news:`` fields: ``news:publication_date`` dates the article, ``news:title`` names it)."""
+``news:`` fields: ``news:publication_date`` dates the article, ``news:title`` names it). A page
+that is no sitemap fails the crawl as ``not-a-sitemap``; a sitemap listing no URL makes it
+``empty``."""
 
 from __future__ import annotations
 
@@ -32,16 +34,24 @@ class SitemapSpider(LookoutSpider):
         if response.status == 304:
             self.source_stats.not_modified += 1
             return
+        self.source_stats.indexes_read += 1
         self._remember_validators(response)
         root = _parse_xml(response.body, self.settings.getint("DOWNLOAD_MAXSIZE"))
-        if root is None:
-            self.fail(response.url, "bad-sitemap", "not an XML sitemap")
+        kind = etree.QName(root).localname if root is not None else None
+        if root is None or kind not in ("urlset", "sitemapindex"):
+            ctype = (response.headers.get("Content-Type") or b"").decode("latin-1")
+            note = "HTML page" if kind == "html" or "html" in ctype.lower() else None
+            detail = f"root element {kind or 'none'}, content-type {ctype or 'none'}"
+            self.index_problem(response.url, "not-a-sitemap", detail, note)
             return
-        if etree.QName(root).localname == "sitemapindex":
-            for loc in root.iterfind("{*}sitemap/{*}loc"):
-                if loc.text and loc.text.strip():
-                    yield self.index_request(response.urljoin(loc.text.strip()))
+        if kind == "sitemapindex":
+            children = [loc.text.strip() for loc in root.iterfind("{*}sitemap/{*}loc") if loc.text and loc.text.strip()]
+            if not children:
+                self.source_stats.empty_reason = "the sitemap index lists no sitemaps"
+            for child in children:
+                yield self.index_request(response.urljoin(child))
             return
+        self.source_stats.empty_reason = "the sitemap lists no URLs"  # said only if no sitemap lists one
         yield from self.follow_entries(response, self.entries(root))
 
     def entries(self, root: etree._Element) -> Iterable[Entry]:

@@ -36,6 +36,7 @@ COMMANDS: dict[str, Command] = {
     "status": Command("lookout.commands.status", "sources, outbox, subscribers, rules and alert latency"),
     "rules": Command("lookout.commands.rules", "check, test and backtest rule files"),
     "sources": Command("lookout.commands.sources", "list sources with their crawl state, or check a sources file"),
+    "failures": Command("lookout.commands.failures", "list failing article URLs and their backoff, or forget them"),
     "subscribe": Command(
         "lookout.commands.subscribe", "subscribe a chat to a place, group, rule, or matches near a place"
     ),

@@ -1,17 +1,24 @@
-"""`lookout alerts list [--failed]` and `lookout alerts retry [ID...]`: the outbox, for operators."""
+"""`lookout alerts list [--failed]` and `lookout alerts retry [ID...]`: the outbox, for operators.
+
+Neither creates a database: ``list`` is read-only, and ``retry`` has nothing to retry without one.
+``retry`` with ids refuses them all when one is unknown, and names it."""
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
+
+from sqlalchemy import select
 
 from alerts import outbox as ob
 from alerts.outbox import OutboxState
-from core.store import utcnow
+from core.store import outbox, utcnow
 from lookout.commands import add_command
 
 if TYPE_CHECKING:
     import argparse
 
+    from core.store import Store
     from lookout.commands import Subparsers
     from lookout.context import AppContext
 
@@ -48,9 +55,33 @@ def list_alerts(args: argparse.Namespace, ctx: AppContext) -> int:
     return 0
 
 
+RETRYABLE = (OutboxState.FAILED, OutboxState.CANCELLED)  # what ``retry ID`` queues again
+
+
 def retry_alerts(args: argparse.Namespace, ctx: AppContext) -> int:
-    with ctx.store.begin() as conn:
-        n = ob.retry(conn, args.ids or None, utcnow())
-    what = "the given alerts" if args.ids else "failed alerts"
+    ids: list[int] = list(dict.fromkeys(args.ids))
+    store = ctx.existing_store()
+    try:
+        return _retry(store, ids)
+    finally:
+        store.dispose()
+
+
+def _retry(store: Store, ids: list[int]) -> int:
+    with store.begin() as conn:
+        states: dict[int, str] = {}
+        if ids:
+            states = {row.id: row.state
+                      for row in conn.execute(select(outbox.c.id, outbox.c.state).where(outbox.c.id.in_(ids)))}
+            unknown = [i for i in ids if i not in states]
+            if unknown:
+                print(f"lookout alerts retry: no alert with id {', '.join(map(str, unknown))}; "
+                      "nothing queued again (`lookout alerts list` shows the ids)", file=sys.stderr)
+                return 1
+        n = ob.retry(conn, ids or None, utcnow())
+    what = "the given alerts" if ids else "failed alerts"
     print(f"{n} alert(s) queued again ({what}); `lookout send` or the service delivers them")
+    left = [f"{i} ({states[i]})" for i in ids if states[i] not in RETRYABLE]
+    if left:
+        print(f"not failed or cancelled, left as they are: {', '.join(left)}")
     return 0

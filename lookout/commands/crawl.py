@@ -1,12 +1,14 @@
 """`lookout crawl [SOURCE...]`: crawl now (all sources when none named), store, match and
-enqueue alerts; a progress line per source as it finishes, then a summary table."""
+enqueue alerts; a progress line per source as it finishes, then a summary table. A source's
+result carries its reason when it has one: ``empty: selector matched nothing``, ``failed:
+not-a-feed (HTML page)``, ``failed: connection-refused``."""
 
 from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING
 
-from crawler.runner import CrawlReport, run_crawl
+from crawler.runner import CrawlReport, progress_line, run_crawl
 from crawler.sources import select_sources
 from crawler.state import CrawlResult, SourceStats
 from lookout import __version__
@@ -48,12 +50,7 @@ def run(args: argparse.Namespace, ctx: AppContext) -> int:
 
 
 def _progress(stats: SourceStats) -> None:
-    print(
-        f"{stats.source}: {stats.result} - fetched {stats.fetched}, new {stats.new}, "
-        f"updated {stats.updated}, duplicates {stats.duplicates}, failed {stats.failures} "
-        f"({stats.seconds:.1f} s)",
-        flush=True,
-    )
+    print(progress_line(stats), flush=True)
 
 
 def format_report(report: CrawlReport) -> str:
@@ -61,7 +58,7 @@ def format_report(report: CrawlReport) -> str:
     rows = [
         (
             s.source,
-            s.result,
+            s.outcome,
             str(s.fetched),
             str(s.new),
             str(s.updated),

@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from alerts.dispatcher import Dispatcher, DispatchSummary
-from alerts.telegram import Fatal, PTBSender
+from alerts.telegram import DeliveryError, Fatal, PTBSender
 from lookout.commands import add_command
 
 if TYPE_CHECKING:
@@ -37,7 +37,10 @@ def run(args: argparse.Namespace, ctx: AppContext) -> int:
     try:
         summary = asyncio.run(_send(ctx, token.get_secret_value(), args.max_wait))
     except Fatal as exc:
-        print(f"lookout send: Telegram refused the bot: {exc.reason}", file=sys.stderr)
+        print(f"lookout send: telegram.token was rejected by Telegram ({exc.status})", file=sys.stderr)
+        return 1
+    except DeliveryError as exc:  # getMe failed: the Bot API is unreachable or failing
+        print(f"lookout send: Telegram not reachable, nothing sent: {exc.reason}", file=sys.stderr)
         return 1
     extra = []
     if summary.cancelled:

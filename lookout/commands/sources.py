@@ -1,5 +1,7 @@
-"""`lookout sources list|check`: the crawl state of each source, and validation of a sources
-file (every error at once, as ``file:line:col: message``)."""
+"""`lookout sources list|check`: the crawl state of each source (its last result included:
+``empty`` when its index listed nothing), and validation of a sources file (every error at once,
+as ``file:line:col: message``: a ``follow`` selector that does not compile, a ``lang`` that is no
+ISO 639-1 code, ...)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 def register(sub: Subparsers) -> None:
     p = add_command(sub, "sources")
     s = p.add_subparsers(dest="sources_command", metavar="COMMAND")
-    ls = s.add_parser("list", help="each source: last crawl, last success, new in 24 h, last error")
+    ls = s.add_parser("list", help="each source: last crawl, last success, last result, new in 24 h, last error")
     ls.set_defaults(func=list_sources)
     ck = s.add_parser("check", help="validate a sources file (all errors at once, file:line)")
     ck.add_argument(
@@ -73,11 +75,13 @@ def list_sources(_args: argparse.Namespace, ctx: AppContext) -> int:
                 str(s.every),
                 _when(r.last_crawl_at if r else None),
                 _when(r.last_success_at if r else None),
+                (r.last_result or "-") if r else "-",
                 str(recent.get(s.name, 0)),
                 (r.last_error or "-") if r else "never crawled",
             )
         )
-    print(table(("source", "kind", "every", "last crawl", "last success", "new 24h", "last error"), rows))
+    header = ("source", "kind", "every", "last crawl", "last success", "result", "new 24h", "last error")
+    print(table(header, rows))
     return 0
 
 

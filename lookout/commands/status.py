@@ -1,10 +1,15 @@
-"""`lookout status [--json]`: sources, outbox, subscribers, rules and latency at a glance."""
+"""`lookout status [--json]`: sources, outbox, subscribers, rules and latency at a glance.
+
+Read-only: in a folder where nothing ran yet it shows the configuration and rules with empty
+counts and creates no database."""
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from lookout.commands import add_command
+from lookout.context import NoDatabase
 from lookout.status import gather_status, render_text
 
 if TYPE_CHECKING:
@@ -21,6 +26,11 @@ def register(sub: Subparsers) -> None:
 
 
 def status(args: argparse.Namespace, ctx: AppContext) -> int:
-    report = gather_status(ctx.config, ctx.store)
+    try:
+        store = ctx.store
+    except NoDatabase as exc:
+        print(f"lookout status: {exc}", file=sys.stderr)
+        store = None
+    report = gather_status(ctx.config, store)
     print(report.to_json() if args.json else render_text(report))
     return 0
