@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 from support.crawl import crawl_in_subprocess
-from trust_site import Site, rss
+from support.routedsite import Site, rss
 
 from core.store import Store, crawl_failures, crawl_runs, failing_urls
 from crawler.state import (

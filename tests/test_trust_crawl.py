@@ -24,7 +24,7 @@ import pytest
 from scrapy import Request
 from sqlalchemy import select
 from support.newssite import NewsSite
-from trust_site import HTML, RSS, Site, rss
+from support.routedsite import HTML, RSS, Site, rss
 
 from core.store import Store, crawl_failures, crawl_runs, sources
 from crawler import middlewares
