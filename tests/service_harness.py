@@ -3,6 +3,7 @@ local news site and the fake Bot API, and ``lookout run`` as a subprocess."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -165,6 +166,18 @@ def wait_until(predicate, timeout: float, interval: float = 0.05):
         if found or time.monotonic() > deadline:
             return found
         time.sleep(interval)
+
+
+async def wait_until_async(predicate, within: float, interval: float = 0.05):
+    """``wait_until`` on a running event loop: the service under test keeps running meanwhile."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        found = predicate()
+        if found:
+            return found
+        await asyncio.sleep(interval)
+    return predicate()
 
 
 def db_rows(config: Path, sql: str, *params: object) -> list[dict]:

@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from service_harness import ROOT, matching_article, write_config
+from service_harness import ROOT, matching_article, wait_until_async, write_config
 from sqlalchemy import select
 from support.newssite import NewsSite
 
@@ -21,16 +21,6 @@ from lookout.config import load_config
 from lookout.service import Service, ServiceOptions
 
 QUICK = ServiceOptions(rules_poll=0.1, sources_poll=0.1, metrics_every=1.0, stagger=0.1)
-
-
-async def _until(predicate, within: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return predicate()
 
 
 def test_sigterm_lets_a_running_crawl_finish_within_the_grace(tmp_path, caplog):
@@ -54,7 +44,7 @@ def test_sigterm_lets_a_running_crawl_finish_within_the_grace(tmp_path, caplog):
 
     async def scenario():
         task = asyncio.create_task(service.run())
-        assert await _until(lambda: service.crawls is not None and "one" in service.crawls.running
+        assert await wait_until_async(lambda: service.crawls is not None and "one" in service.crawls.running
                             and started.exists(), 30)
         assert not ended.exists()
         service._on_signal(15)  # what SIGTERM does
@@ -82,10 +72,10 @@ def test_refused_sources_edit_keeps_crawls_on_the_accepted_sources(tmp_path):
 
         async def scenario():
             task = asyncio.create_task(service.run())
-            assert await _until(lambda: service.schedule is not None, 30)
+            assert await wait_until_async(lambda: service.schedule is not None, 30)
             accepted = service.accepted_sources.fingerprint
             sources_file.write_text(sources_file.read_text().replace("every:", "evry:"))
-            refused = await _until(lambda: service.accepted_sources.fingerprint != accepted, 15)
+            refused = await wait_until_async(lambda: service.accepted_sources.fingerprint != accepted, 15)
             command = service._crawl_command("monitor")
             service._on_signal(15)
             await asyncio.wait_for(task, 60)

@@ -8,23 +8,13 @@ import asyncio
 import json
 import sys
 
-from service_harness import lookout, write_config
+from service_harness import lookout, wait_until_async, write_config
 
 from lookout.config import load_config
 from lookout.service import Service, ServiceOptions
 from lookout.status import gather_status, render_text
 
 QUICK = ServiceOptions(rules_poll=0.2, sources_poll=0.3, metrics_every=1.0, stagger=0.1)
-
-
-async def _until(predicate, within: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
 
 
 def test_status_shows_the_rules_in_force_and_the_refused_edit_apart(tmp_path):
@@ -36,11 +26,11 @@ def test_status_shows_the_rules_in_force_and_the_refused_edit_apart(tmp_path):
 
     async def scenario():
         task = asyncio.create_task(service.run())
-        assert await _until(lambda: service.scheduler is not None and service.scheduler.running, 60)
+        assert await wait_until_async(lambda: service.scheduler is not None and service.scheduler.running, 60)
         accepted = service.accepted_rules.current
         good = rules_file.read_text(encoding="utf-8")
         rules_file.write_text(good.replace("places:", "placez:", 1), encoding="utf-8")
-        assert await _until(lambda: bool(service.accepted_rules.errors), 15), "the edit was not refused"
+        assert await wait_until_async(lambda: bool(service.accepted_rules.errors), 15), "the edit was not refused"
         running = await asyncio.to_thread(gather_status, config, service.store)
         # As another process sees it: the CLI, while the service still runs.
         cli = await asyncio.to_thread(lookout, config_path, "status", "--json")

@@ -19,7 +19,16 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 from fakebotapi import DEFAULT_TOKEN, FakeBotAPI, _make_handler
-from service_harness import ROOT, ServiceProcess, free_port, lookout, matching_article, write_config
+from service_harness import (
+    ROOT,
+    ServiceProcess,
+    free_port,
+    lookout,
+    matching_article,
+    wait_until,
+    wait_until_async,
+    write_config,
+)
 from support.newssite import NewsSite
 
 from alerts.config import TelegramConfig
@@ -65,16 +74,6 @@ class Service_(ServiceProcess):
         )
         log.close()
         return self
-
-
-def _until(predicate, within: float, every: float = 0.2):
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    return predicate()
 
 
 def _health(svc: ServiceProcess) -> tuple[int, dict] | None:
@@ -138,20 +137,20 @@ def test_bot_api_down_at_start_crawls_go_on_then_delivery_connects(tmp_path):
         fake = None
         try:
             # The service is up and says delivery is retrying, with 503.
-            answer = _until(lambda: _health(svc) or (svc.proc.poll() is not None and (0, {})), 60)
+            answer = wait_until(lambda: _health(svc) or (svc.proc.poll() is not None and (0, {})), 60)
             assert answer and answer[0] == 503, svc.log()
             assert answer[1]["delivery"] == "retrying" and answer[1]["scheduler"] == "running"
             assert "ConnectError" in answer[1]["delivery_error"] or "connect" in answer[1]["delivery_error"].lower()
             # Crawling, matching and queueing go on: crawls finish, the alert waits in the outbox.
-            assert _until(lambda: _finished_crawls(db) >= 1, 60), svc.log()
-            assert _until(lambda: _pending_alerts(db) >= 1, 30), svc.log()
+            assert wait_until(lambda: _finished_crawls(db) >= 1, 60), svc.log()
+            assert wait_until(lambda: _pending_alerts(db) >= 1, 30), svc.log()
             assert svc.proc.poll() is None, svc.log()
             status, health = _health(svc)
             assert status == 503 and health["delivery"] == "retrying"
 
             # The Bot API comes up: delivery connects, /healthz turns 200, the queued alert arrives.
             fake = FakeBotAPIAt(port).start()
-            ok = _until(lambda: (_health(svc) or (0, {}))[0] == 200, 60)
+            ok = wait_until(lambda: (_health(svc) or (0, {}))[0] == 200, 60)
             assert ok, svc.log()
             assert _health(svc)[1]["delivery"] == "running"
             assert fake.wait_for(lambda: any("Azaz" in m.visible for m in fake.messages(CHAT)), timeout=30), \
@@ -186,16 +185,6 @@ async def _start(delivery: TelegramDelivery, store, rejected: list | None = None
                          on_rejected=(rejected.append if rejected is not None else None), first_wait=5.0)
 
 
-async def _wait(predicate, within: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
-
-
 def test_delivery_retries_while_the_bot_api_is_down_then_runs(sqlite_store, caplog):
     port = free_port()
     delivery = _delivery(f"http://127.0.0.1:{port}")
@@ -211,7 +200,7 @@ def test_delivery_retries_while_the_bot_api_is_down_then_runs(sqlite_store, capl
         await asyncio.sleep(0.6)  # several attempts, the pause capped at retry_max
         fake = FakeBotAPIAt(port).start()
         try:
-            assert await _wait(lambda: delivery.state is DeliveryState.RUNNING, 10)
+            assert await wait_until_async(lambda: delivery.state is DeliveryState.RUNNING, 10)
             assert delivery.dispatcher_state() == ("running", True)
             await delivery.stop()
         finally:
@@ -256,7 +245,7 @@ def test_token_rejected_after_an_outage_goes_to_the_callback(sqlite_store):
         assert delivery.state is DeliveryState.RETRYING
         fake = FakeBotAPIAt(port).start()  # up now, with another token than ours
         try:
-            assert await _wait(lambda: bool(rejected), 10)
+            assert await wait_until_async(lambda: bool(rejected), 10)
         finally:
             await delivery.stop()
             fake.stop()
@@ -282,7 +271,7 @@ def test_healthz_is_503_disabled_without_a_token(tmp_path):
 
     async def scenario():
         task = asyncio.create_task(service.run())
-        assert await _wait(lambda: service.http is not None and service.http.server is not None, 30)
+        assert await wait_until_async(lambda: service.http is not None and service.http.server is not None, 30)
         answer = await asyncio.to_thread(fetch, service.http.port)
         health = service.health()
         service._on_signal(15)
