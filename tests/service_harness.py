@@ -67,6 +67,7 @@ def write_config(
 class ServiceProcess:
     config: Path
     http_port: int
+    extra_args: tuple[str, ...] = ()  # more `lookout run` options
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -77,7 +78,7 @@ class ServiceProcess:
         env.pop("TELEGRAM_BOT_TOKEN", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lookout.cli", "--config", str(self.config), "run",
-             "--http", f"127.0.0.1:{self.http_port}"],
+             "--http", f"127.0.0.1:{self.http_port}", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent, env=env,
         )
         log.close()

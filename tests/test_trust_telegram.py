@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from http.server import ThreadingHTTPServer
@@ -20,7 +17,6 @@ from http.server import ThreadingHTTPServer
 import pytest
 from fakebotapi import DEFAULT_TOKEN, FakeBotAPI, _make_handler
 from service_harness import (
-    ROOT,
     ServiceProcess,
     free_port,
     lookout,
@@ -54,25 +50,6 @@ class FakeBotAPIAt(FakeBotAPI):
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
                                         name="fakebotapi-at", daemon=True)
         self._thread.start()
-        return self
-
-
-class Service_(ServiceProcess):
-    """``lookout run`` with extra arguments (the harness's start takes none)."""
-
-    extra: tuple[str, ...] = ()
-
-    def start(self) -> Service_:
-        self.log_path = self.config.parent / f"service-{int(time.time() * 1000)}.log"
-        log = self.log_path.open("wb")
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("TELEGRAM_BOT_TOKEN", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lookout.cli", "--config", str(self.config), "run",
-             "--http", f"127.0.0.1:{self.http_port}", *self.extra],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent, env=env,
-        )
-        log.close()
         return self
 
 
@@ -131,9 +108,9 @@ def test_bot_api_down_at_start_crawls_go_on_then_delivery_connects(tmp_path):
         subscribed = lookout(config, "subscribe", "--chat", str(CHAT), "--place", "Azaz")
         assert subscribed.returncode == 0, subscribed.stderr
         db = config.parent / "var" / "lookout.db"
-        svc = Service_(config, free_port())
-        svc.extra = ("--telegram-retry", "0.2", "--telegram-retry-max", "1")
-        svc.start()
+        svc = ServiceProcess(
+            config, free_port(), extra_args=("--telegram-retry", "0.2", "--telegram-retry-max", "1")
+        ).start()
         fake = None
         try:
             # The service is up and says delivery is retrying, with 503.
