@@ -73,20 +73,20 @@ class AdminCommands(BotCommands):
         return True
 
     async def status(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        if await self.deny(update):
-            return
-        if self.reports is None:
-            await self.reply(update, _not_here("The status report"))
-            return
-        await self.reply(update, await asyncio.to_thread(self.reports.status_html))
+        await self._report(update, "The status report", lambda reports: reports.status_html())
 
     async def sources(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._report(update, "The sources report", lambda reports: reports.sources_html())
+
+    async def _report(self, update: Update, what: str, render: Callable[[AdminReports], str]) -> None:
+        """An admin's report, rendered off the event loop (it reads the store)."""
         if await self.deny(update):
             return
-        if self.reports is None:
-            await self.reply(update, _not_here("The sources report"))
+        reports = self.reports
+        if reports is None:
+            await self.reply(update, _not_here(what))
             return
-        await self.reply(update, await asyncio.to_thread(self.reports.sources_html))
+        await self.reply(update, await asyncio.to_thread(render, reports))
 
     async def crawl(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if await self.deny(update):
