@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field, SecretStr, field_validator
 
+from core.durations import Duration
 from core.strict import StrictModel
 
 
@@ -17,6 +20,11 @@ class TelegramConfig(StrictModel):
     rate_global: float = Field(default=30.0, gt=0)  # messages per second, all chats together
     rate_private: float = Field(default=1.0, gt=0)  # messages per second per private chat
     rate_group_per_minute: float = Field(default=20.0, gt=0)  # per group or channel
+    # Sends in flight at once, all chats together: what a crash can cost in duplicates. 8 keep
+    # Telegram's 30 messages/s busy up to a 260 ms round trip (8 / 30 s); see bench/fanout.py.
+    max_in_flight: int = Field(default=8, ge=1, le=256)
+    # A chat whose queue would take longer than this at its rate gets it as a digest.
+    max_backlog: Duration = timedelta(minutes=10)
 
     @field_validator("api_url")
     @classmethod

@@ -1,5 +1,5 @@
-"""The outbox: alerts waiting for delivery, one row per chat × story × alert key, and every query
-the dispatcher and the CLI run on it.
+"""The outbox: alerts waiting for delivery, one row per chat × story × alert key; queueing them
+and the queries operators run (``alerts.ledger`` has the dispatcher's).
 
 ``enqueue`` runs inside the caller's transaction (the one that stores the article and its
 matches), so a match never exists without its alert rows. A chat gets one alert per story: a
@@ -7,8 +7,8 @@ syndicated copy (same story, another outlet) adds "Also: <outlet>" to the chat's
 (edited in place when it was already sent) instead of a new message.
 
 States (``OutboxState``): pending → sending → sent, or back to pending (retry), failed (gave
-up), cancelled (the chat blocked us or is gone). The row in "sending" is committed before the Bot
-API call: it is the delivery ledger that a restart retries.
+up), cancelled (the chat blocked us or is gone). A row in "sending" is claimed by a dispatcher,
+committed before the Bot API call (``alerts.ledger``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 
 from alerts.keys import SubscriptionKind, parse_alert_key
 from core.store import articles, chats, insert_ignore, outbox
@@ -180,77 +180,6 @@ def _add_also(conn: Connection, existing: Row, outlet: str | None, now: datetime
     return True
 
 
-# -- dispatcher queries ---------------------------------------------------------------------------
-
-def recover_in_flight(conn: Connection, now: datetime) -> int:
-    """Rows left in "sending" by a crash: Telegram may or may not have them; send again."""
-    result = conn.execute(
-        update(outbox).where(outbox.c.state == OutboxState.SENDING)
-        .values(state=OutboxState.PENDING, next_attempt_at=now, updated_at=now,
-                last_error="retried after an interrupted send (may duplicate once)")
-    )
-    return result.rowcount or 0
-
-
-def due_rows(conn: Connection, now: datetime, limit: int = 5000) -> list[OutboxRow]:
-    """Pending rows whose time has come, oldest first."""
-    stmt = (
-        select(outbox)
-        .where(outbox.c.state == OutboxState.PENDING,
-               or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
-        .order_by(outbox.c.id)
-        .limit(limit)
-    )
-    return [OutboxRow.from_row(r) for r in conn.execute(stmt)]
-
-
-def next_due(conn: Connection) -> datetime | None:
-    return conn.execute(
-        select(func.min(outbox.c.next_attempt_at)).where(outbox.c.state == OutboxState.PENDING)
-    ).scalar()
-
-
-def mark_sending(conn: Connection, ids: Sequence[int], now: datetime) -> int:
-    """Claim pending rows for a send; returns how many were still pending (claimed)."""
-    result = conn.execute(
-        update(outbox).where(outbox.c.id.in_(list(ids)), outbox.c.state == OutboxState.PENDING)
-        .values(state=OutboxState.SENDING, attempts=outbox.c.attempts + 1, updated_at=now)
-    )
-    return result.rowcount or 0
-
-
-def mark_sent(conn: Connection, ids: Sequence[int], message_id: int | None, now: datetime,
-              note: str | None = None) -> None:
-    conn.execute(
-        update(outbox).where(outbox.c.id.in_(list(ids)))
-        .values(state=OutboxState.SENT, message_id=message_id, sent_at=now, updated_at=now, last_error=note,
-                next_attempt_at=None, held=False)
-    )
-
-
-def mark_retry(conn: Connection, ids: Sequence[int], next_at: datetime, error: str, now: datetime,
-               *, count_attempt: bool = True) -> None:
-    values: dict[str, Any] = {"state": OutboxState.PENDING, "next_attempt_at": next_at, "last_error": error,
-                              "updated_at": now}
-    if not count_attempt:  # a flood wait is not the message's fault
-        values["attempts"] = case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0)
-    conn.execute(update(outbox).where(outbox.c.id.in_(list(ids))).values(**values))
-
-
-def mark_failed(conn: Connection, ids: Sequence[int], error: str, now: datetime) -> None:
-    conn.execute(
-        update(outbox).where(outbox.c.id.in_(list(ids)))
-        .values(state=OutboxState.FAILED, last_error=error, updated_at=now, next_attempt_at=None)
-    )
-
-
-def mark_held(conn: Connection, ids: Sequence[int], until: datetime, now: datetime) -> None:
-    conn.execute(
-        update(outbox).where(outbox.c.id.in_(list(ids)), outbox.c.state == OutboxState.PENDING)
-        .values(held=True, next_attempt_at=until, updated_at=now)
-    )
-
-
 def cancel_undelivered(conn: Connection, chat_id: str, reason: str, now: datetime) -> int:
     """Cancel everything the chat still had coming (``alerts.subscriptions.pause_chat`` pauses
     the chat with it); returns how many alerts were cancelled."""
@@ -281,32 +210,6 @@ def move_chat_rows(conn: Connection, old: str, new: str, now: datetime) -> int:
             chat_id=new, state=OutboxState.PENDING, next_attempt_at=now, updated_at=now))
         moved += 1
     return moved
-
-
-def edits_due(conn: Connection, limit: int = 500) -> list[OutboxRow]:
-    """Sent alerts whose "Also: ..." grew since: their message needs an edit."""
-    rows = conn.execute(
-        select(outbox).where(outbox.c.state == OutboxState.SENT, outbox.c.needs_edit.is_(True),
-                             outbox.c.message_id.is_not(None))
-        .order_by(outbox.c.id).limit(limit)
-    )
-    return [OutboxRow.from_row(r) for r in rows]
-
-
-def in_message(conn: Connection, chat_id: str, message_id: int) -> list[OutboxRow]:
-    """The sent alerts one Telegram message shows (one alert, or the alerts of a digest)."""
-    rows = conn.execute(
-        select(outbox).where(outbox.c.chat_id == chat_id, outbox.c.message_id == message_id,
-                             outbox.c.state == OutboxState.SENT).order_by(outbox.c.id)
-    )
-    return [OutboxRow.from_row(r) for r in rows]
-
-
-def clear_edit(conn: Connection, row_id: int, now: datetime, note: str | None = None) -> None:
-    values: dict[str, Any] = {"needs_edit": False, "updated_at": now}
-    if note is not None:
-        values["last_error"] = note
-    conn.execute(update(outbox).where(outbox.c.id == row_id).values(**values))
 
 
 # -- operator queries -----------------------------------------------------------------------------

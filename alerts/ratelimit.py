@@ -5,10 +5,15 @@ in the future without a lock: the event loop is single-threaded):
 
 - all chats together: ``rate_global`` per second, evenly paced 5 % under the limit (no burst),
   and a sliding one-second window over the real send moments on top;
-- each private chat: ``rate_private`` per second with a short burst (3);
+- each private chat: ``rate_private`` per second, evenly paced (Telegram: "no more than one
+  message per second" in a chat; a burst there draws 429s);
 - each group or channel (negative id or "@name"): ``rate_group_per_minute``, evenly paced.
 
-A 429 for one chat blocks only that chat until its ``retry_after`` (int seconds or timedelta).
+Every request that puts something in a chat counts: messages, map pins and edits alike.
+
+``reserve`` never waits: it books a slot, or says the chat must wait (then the dispatcher
+reschedules that chat's alerts and serves others). A 429 for one chat blocks only that chat until
+its ``retry_after`` (int seconds or timedelta).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ if TYPE_CHECKING:
 
     from alerts.config import TelegramConfig
 
-PRIVATE_BURST = 3
+PRIVATE_BURST = 1
 GUARD_WINDOW = 1.0  # seconds: the window Telegram counts its 30 messages in
 
 
@@ -112,12 +117,21 @@ class RateLimiter:
         now = self.clock()
         return max(self.blocked_until.get(chat_id, now), self._chat(chat_id).earliest(now))
 
+    def interval(self, chat_id: str) -> float:
+        """Seconds between two messages to this chat at its rate."""
+        return self._chat(str(chat_id)).interval
+
     async def acquire(self, chat_id: str) -> float:
         """Wait until this chat may send, all limits considered; returns how long it waited."""
         chat_id = str(chat_id)
         start = self.clock()
         while (slot := self.reserve(chat_id)) is None:
             await self.sleep(max(self.chat_ready_at(chat_id) - self.clock(), 0.001))
+        await self.wait_for(slot)
+        return self.clock() - start
+
+    async def wait_for(self, slot: float) -> None:
+        """Wait for a slot ``reserve`` booked (the global pace), and keep the global window."""
         wait = slot - self.clock()
         if wait > 0:
             await self.sleep(wait)
@@ -130,7 +144,6 @@ class RateLimiter:
                 break
             await self.sleep(self.recent[0] + GUARD_WINDOW - now + 0.001)
         self.recent.append(self.clock())
-        return self.clock() - start
 
     def block(self, chat_id: str, retry_after: int | float | timedelta) -> float:
         """Telegram said 429 for this chat: nothing to it until ``retry_after`` has passed."""
@@ -142,3 +155,10 @@ class RateLimiter:
 
     def blocked_for(self, chat_id: str) -> float:
         return max(0.0, self.blocked_until.get(str(chat_id), 0.0) - self.clock())
+
+    def flood_waits(self) -> dict[str, float]:
+        """Chats Telegram told to wait (429), with the seconds left."""
+        now = self.clock()
+        for chat_id in [c for c, until in self.blocked_until.items() if until <= now]:
+            del self.blocked_until[chat_id]
+        return {c: until - now for c, until in self.blocked_until.items()}

@@ -252,6 +252,11 @@ outbox = Table(
     Column("held", Boolean, nullable=False, default=False),  # waited on mute/quiet/digest: goes in a digest
     Column("label", Text),  # place/group subscription label shown in the heading ("Azaz")
     Column("evidence", JSON),  # rules.types.Match JSON when no matches row holds it (subscriptions)
+    # The claim of a row in "sending": which dispatcher (alerts.claims.ClaimOwner), since when, and
+    # until when it is theirs; only a claim whose owner is gone is ever taken back.
+    Column("claimed_by", String(160)),
+    Column("claimed_at", UTCDateTime),
+    Column("lease_until", UTCDateTime),
     UniqueConstraint("chat_id", "story_id", "alert_key", name="uq_outbox_chat_story_rule"),
 )
 Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)
@@ -262,6 +267,15 @@ Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)
 RENAMED_COLUMNS: tuple[tuple[Table, str, str], ...] = (
     (outbox, "rule_id", "alert_key"),
     (rule_mutes, "rule_id", "alert_key"),
+)
+
+
+# Columns added since their table was first shipped: ``Store.create`` adds them (nullable, no
+# default) to an existing database.
+ADDED_COLUMNS: tuple[tuple[Table, str], ...] = (
+    (outbox, "claimed_by"),
+    (outbox, "claimed_at"),
+    (outbox, "lease_until"),
 )
 
 
@@ -307,7 +321,8 @@ class Store:
         return self.engine.dialect.name
 
     def create(self) -> None:
-        """Create the schema and any missing table; rename the ``RENAMED_COLUMNS`` still there."""
+        """Create the schema and any missing table; rename the ``RENAMED_COLUMNS`` still there and
+        add the ``ADDED_COLUMNS`` missing."""
         with self.engine.begin() as conn:
             if self.schema:
                 conn.execute(CreateSchema(self.schema, if_not_exists=True))
@@ -319,6 +334,12 @@ class Store:
                 columns = {c["name"] for c in inspector.get_columns(table.name, schema=self.schema)}
                 if old in columns and new not in columns:
                     rename_column(conn, table, old, new, schema=self.schema)
+            for table, name in ADDED_COLUMNS:
+                if table.name not in tables:
+                    continue  # create_all makes it whole
+                columns = {c["name"] for c in inspector.get_columns(table.name, schema=self.schema)}
+                if name not in columns:
+                    add_column(conn, table, name, schema=self.schema)
             metadata.create_all(conn)
 
     def drop(self) -> None:
@@ -350,6 +371,14 @@ def rename_column(conn: Connection, table: Table, old: str, new: str, *, schema:
     quote = conn.dialect.identifier_preparer.quote
     name = f"{quote(schema)}.{quote(table.name)}" if schema else quote(table.name)
     conn.execute(text(f"ALTER TABLE {name} RENAME COLUMN {quote(old)} TO {quote(new)}"))
+
+
+def add_column(conn: Connection, table: Table, name: str, *, schema: str | None = None) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for a nullable column of ``table`` as the model defines it."""
+    quote = conn.dialect.identifier_preparer.quote
+    target = f"{quote(schema)}.{quote(table.name)}" if schema else quote(table.name)
+    column_type = table.c[name].type.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE {target} ADD COLUMN {quote(name)} {column_type}"))
 
 
 def insert_ignore(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> int:

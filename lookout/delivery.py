@@ -243,6 +243,10 @@ class TelegramDelivery:
         if self.dispatcher is not None:
             self.dispatcher.wake()
 
+    def flood_waits(self) -> dict[str, float]:
+        """Chats in a flood wait (Telegram answered 429), with the seconds left."""
+        return self.dispatcher.flood_waits() if self.dispatcher is not None else {}
+
     def dispatcher_state(self) -> tuple[str, bool]:
         """What the dispatcher is doing, for ``/healthz``, and whether delivery is healthy: only
         when the bot is connected and the dispatcher runs."""

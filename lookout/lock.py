@@ -1,4 +1,7 @@
-"""The service lock: one ``lookout run`` per database.
+"""The delivery lock: one ``lookout run`` (or ``lookout send``) per database.
+
+Whoever holds it is the database's only dispatcher, which is what lets a dispatcher take back
+the claims of any other owner (``alerts.ledger``): their process is gone.
 
 On SQLite a lock file next to the database holds an exclusive ``flock`` for the life of the
 process and records who holds it (pid, host, start time), so a refused second instance can say
@@ -34,7 +37,7 @@ class LockHeld(RuntimeError):
     """Another ``lookout run`` owns this database."""
 
     def __init__(self, holder: str, where: str):
-        super().__init__(f"another lookout run holds the service lock ({where}): {holder}")
+        super().__init__(f"the database's delivery lock is held ({where}) by {holder}")
         self.holder = holder
         self.where = where
 
@@ -44,13 +47,14 @@ class Holder:
     pid: int
     host: str
     started: str
+    command: str = "lookout run"
 
     def describe(self) -> str:
-        return f"pid {self.pid} on {self.host}, started {self.started}"
+        return f"{self.command}, pid {self.pid} on {self.host}, started {self.started}"
 
 
-def _me() -> Holder:
-    return Holder(os.getpid(), socket.gethostname(), utcnow().isoformat(timespec="seconds"))
+def _me(command: str) -> Holder:
+    return Holder(os.getpid(), socket.gethostname(), utcnow().isoformat(timespec="seconds"), command)
 
 
 def lock_path_for(database_url: str) -> Path | None:
@@ -62,8 +66,9 @@ def lock_path_for(database_url: str) -> Path | None:
 
 
 class FileLock:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, command: str = "lookout run"):
         self.path = path
+        self.command = command
         self._fd: int | None = None
 
     def acquire(self, patience: float = 2.0) -> Holder:
@@ -83,7 +88,7 @@ class FileLock:
                 holder = read_holder(self.path)
                 os.close(fd)
                 raise LockHeld(holder.describe() if holder else "unknown process", str(self.path)) from None
-        me = _me()
+        me = _me(self.command)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(me.__dict__).encode())
         os.fsync(fd)
@@ -110,7 +115,8 @@ def read_holder(path: Path) -> Holder | None:
     if not isinstance(data, dict):
         return None
     try:
-        return Holder(int(data["pid"]), str(data["host"]), str(data["started"]))
+        return Holder(int(data["pid"]), str(data["host"]), str(data["started"]),
+                      str(data.get("command") or "lookout run"))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -137,17 +143,19 @@ def _advisory_key(store: Store) -> int:
 
 
 class AdvisoryLock:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, command: str = "lookout run"):
         self.store = store
+        self.command = command
         self.key = _advisory_key(store)
         self._conn: Connection | None = None
 
     def acquire(self) -> Holder:
-        me = _me()
+        me = _me(self.command)
         conn = self.store.engine.connect()
         try:
+            # What a refused process quotes (PostgreSQL keeps 63 bytes of it).
             conn.execute(text("select set_config('application_name', :name, false)"),
-                         {"name": f"lookout run pid={me.pid} host={me.host} started={me.started}"[:63]})
+                         {"name": me.describe()[:63]})
             got = conn.execute(text("select pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
             conn.commit()
             if not got:
@@ -176,6 +184,7 @@ def advisory_holder(conn: Connection, key: int) -> str | None:
             "select a.application_name, a.pid, a.client_addr from pg_locks l "
             "join pg_stat_activity a on a.pid = l.pid "
             "where l.locktype = 'advisory' and l.granted and l.objid::text::bigint = :k "
+            "and l.database = (select oid from pg_database where datname = current_database()) "
             "and l.pid <> pg_backend_pid()"
         ),
         {"k": key},
@@ -187,11 +196,12 @@ def advisory_holder(conn: Connection, key: int) -> str | None:
 
 
 class ServiceLock:
-    """The right lock for the store's backend. Use as a context manager."""
+    """The right lock for the store's backend, taken by ``command``. Use as a context manager."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, command: str = "lookout run"):
         path = lock_path_for(store.url)
-        self.impl: FileLock | AdvisoryLock = FileLock(path) if path is not None else AdvisoryLock(store)
+        self.impl: FileLock | AdvisoryLock = (FileLock(path, command) if path is not None
+                                              else AdvisoryLock(store, command))
         self.holder: Holder | None = None
         self.acquired_at: datetime | None = None
 

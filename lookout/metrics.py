@@ -27,6 +27,7 @@ from prometheus_client import (
 )
 from sqlalchemy import func, select
 
+from alerts.ledger import oldest_pending_since
 from alerts.outbox import OutboxState
 from core.store import Store, articles, crawl_runs, matches, outbox, sources, utcnow
 from crawler.state import CrawlResult
@@ -59,6 +60,11 @@ class Metrics:
         self.alerts_sent = Counter("lookout_alerts_sent", "Alerts delivered to Telegram", registry=r)
         self.alerts_failed = Counter("lookout_alerts_failed", "Alerts given up on (failed)", registry=r)
         self.queue_depth = Gauge("lookout_outbox_queue_depth", "Alerts pending or in flight", registry=r)
+        self.oldest_pending = Gauge("lookout_outbox_oldest_pending_seconds",
+                                    "Age of the oldest alert on its way (held ones left out), 0 when none",
+                                    registry=r)
+        self.flood_waits = Gauge("lookout_chats_in_flood_wait", "Chats Telegram told to wait (429)", registry=r)
+        self.oldest_pending_seconds: float | None = None  # the same, for /healthz (None: nothing pending)
         self.staleness = Gauge("lookout_source_staleness_seconds",
                                "Seconds since the source's last successful crawl", ["source"], registry=r)
         # One series per result for each source, 1 for its last crawl's (ok, partial, empty, failed, timeout).
@@ -116,6 +122,9 @@ class Metrics:
             depth = conn.execute(
                 select(func.count()).where(outbox.c.state.in_((OutboxState.PENDING, OutboxState.SENDING)))).scalar_one()
             self.queue_depth.set(depth)
+            oldest = oldest_pending_since(conn)
+            self.oldest_pending_seconds = None if oldest is None else max(0.0, (now - oldest).total_seconds())
+            self.oldest_pending.set(self.oldest_pending_seconds or 0.0)
             last_ok = dict(conn.execute(
                 select(crawl_runs.c.source, func.max(crawl_runs.c.finished_at))
                 .where(crawl_runs.c.result.in_((CrawlResult.OK, CrawlResult.PARTIAL))).group_by(crawl_runs.c.source)

@@ -89,6 +89,9 @@ class Health:
     rules_version: str | None
     rule_errors: int  # errors of the last refused rule edit
     crawls_running: list[str]
+    oldest_pending_seconds: float | None  # the oldest alert on its way (held ones left out); None: none
+    chats_in_flood_wait: int  # chats Telegram told to wait (429) ...
+    longest_flood_wait_seconds: float  # ... and the longest wait left
 
     def details(self) -> dict[str, object]:
         return {
@@ -101,6 +104,9 @@ class Health:
             "rules_version": self.rules_version,
             "rule_errors": self.rule_errors,
             "crawls_running": self.crawls_running,
+            "oldest_pending_seconds": self.oldest_pending_seconds,
+            "chats_in_flood_wait": self.chats_in_flood_wait,
+            "longest_flood_wait_seconds": self.longest_flood_wait_seconds,
         }
 
 
@@ -324,6 +330,7 @@ class Service:
             assert self.store is not None
             names = list(self.schedule.sources) if self.schedule else []
             await asyncio.to_thread(self.metrics.refresh, self.store, names)
+            self.metrics.flood_waits.set(len(self.delivery.flood_waits()))
             await asyncio.to_thread(self._write_next_runs)
         except Exception:
             log.exception("metrics refresh failed")
@@ -374,6 +381,8 @@ class Service:
         lag = time.monotonic() - self._last_tick
         loop_ok = lag < max(60.0, 5 * self.options.metrics_every)
         rules = self.accepted_rules
+        floods = self.delivery.flood_waits()
+        oldest = self.metrics.oldest_pending_seconds
         return Health(
             ok=scheduler_ok and dispatcher_ok and delivery is DeliveryState.RUNNING and loop_ok,
             scheduler="running" if scheduler_ok else "stopped",
@@ -384,6 +393,9 @@ class Service:
             rules_version=rules.current.version if rules is not None else None,
             rule_errors=len(rules.errors) if rules is not None else 0,
             crawls_running=sorted(self.crawls.running) if self.crawls else [],
+            oldest_pending_seconds=None if oldest is None else round(oldest, 1),
+            chats_in_flood_wait=len(floods),
+            longest_flood_wait_seconds=round(max(floods.values(), default=0.0), 1),
         )
 
     def _healthz(self) -> tuple[bool, dict[str, object]]:

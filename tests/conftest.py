@@ -11,6 +11,8 @@ import pytest
 
 from core.store import Store
 
+pytest_plugins = ("support.delivery",)  # the delivery fixtures: fake, clock, vfake
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 PG_URL = os.environ.get("LOOKOUT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

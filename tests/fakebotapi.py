@@ -154,7 +154,7 @@ class FakeBotAPI:
         enforce_limits: bool = True,
         global_per_second: int = 30,
         private_per_second: float = 1.0,
-        private_burst: int = 3,
+        private_burst: int = 1,  # Telegram: no more than one message a second in a chat
         group_per_minute: int = 20,
         slack: float = 0.05,  # timing tolerance in seconds (network jitter), like Telegram's own
         clock: Callable[[], float] = time.monotonic,  # what the limits and ``SentMessage.at`` go by
@@ -171,6 +171,7 @@ class FakeBotAPI:
         self.lock = threading.RLock()
         self.updates_ready = threading.Condition(self.lock)
         self.sent: list[SentMessage] = []
+        self.edit_times: list[tuple[str, float]] = []  # (chat, when) of each accepted edit
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.callback_answers: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
@@ -182,6 +183,8 @@ class FakeBotAPI:
         self.unknown_chats: set[str] = set()
         self.migrated: dict[str, str] = {}  # group id -> the supergroup it was upgraded to
         self.delay = 0.0  # seconds before answering each send method
+        self.peak_concurrent_sends = 0  # most send requests open at once
+        self._sends_open = 0
         self._slow_next: collections.deque[float] = collections.deque()
         self._fail_next: collections.deque[tuple[int, str]] = collections.deque()
         self._force_429: list[tuple[str | None, int]] = []  # (chat or None: any chat, retry_after)
@@ -348,12 +351,18 @@ class FakeBotAPI:
         if method in SEND_METHODS:
             with self.lock:
                 late = self._slow_next.popleft() if self._slow_next else 0.0
-            if self.delay:
-                time.sleep(self.delay)
-            result = self._send(method, params)
-            if late:
-                time.sleep(late)  # done, but the answer comes too late for the client
-            return result
+                self._sends_open += 1
+                self.peak_concurrent_sends = max(self.peak_concurrent_sends, self._sends_open)
+            try:
+                if self.delay:
+                    time.sleep(self.delay)
+                result = self._send(method, params)
+                if late:
+                    time.sleep(late)  # done, but the answer comes too late for the client
+                return result
+            finally:
+                with self.lock:
+                    self._sends_open -= 1
         with self.lock:
             if method == "getMe":
                 return {"id": self.bot_id, "is_bot": True, "first_name": "Lookout",
@@ -421,6 +430,9 @@ class FakeBotAPI:
             if until is not None and now < until - self.slack:
                 self._too_many(max(1, round(until - now + 0.49)))
             if method == "editMessageText":
+                self._check_edit(chat, params)
+                if self.enforce_limits:  # an edit counts against the chat's limits like a message
+                    self._check_limits(chat, now)
                 return self._edit(chat, params)
             visible = ""
             text = ""
@@ -446,21 +458,31 @@ class FakeBotAPI:
                 result["location"] = {"latitude": record.latitude, "longitude": record.longitude}
             return result
 
-    def _edit(self, chat: str, params: dict[str, Any]) -> Any:
+    def _edit_target(self, chat: str, params: dict[str, Any]) -> SentMessage:
         message_id = int(params.get("message_id") or 0)
         target = next((m for m in self.sent if m.chat_id == chat and m.message_id == message_id
                        and m.method == "sendMessage"), None)
         if target is None:
             raise _ApiError(400, "Bad Request: message to edit not found")
+        return target
+
+    def _check_edit(self, chat: str, params: dict[str, Any]) -> None:
+        """The refusals that come before the limits: no such message, bad HTML, no change."""
+        target = self._edit_target(chat, params)
         text = str(params.get("text", ""))
-        visible = self._visible(text, params.get("parse_mode"))
+        self._visible(text, params.get("parse_mode"))
         current = target.edits[-1] if target.edits else target.text
         if text == current:
             raise _ApiError(400, "Bad Request: message is not modified: specified new message content "
                                  "and reply markup are exactly the same as a current content and reply "
                                  "markup of the message")
+
+    def _edit(self, chat: str, params: dict[str, Any]) -> Any:
+        target = self._edit_target(chat, params)
+        text = str(params.get("text", ""))
         target.edits.append(text)
-        return self._message_json(chat, message_id, visible)
+        self.edit_times.append((chat, self.clock()))
+        return self._message_json(chat, target.message_id, self._visible(text, params.get("parse_mode")))
 
     def _visible(self, text: str, parse_mode: Any) -> str:
         if parse_mode == "HTML":

@@ -19,132 +19,26 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fakebotapi import DEFAULT_TOKEN, FakeBotAPI
 from sqlalchemy import select, update
-from support.clock import FakeClock, VirtualAsyncio, holding
+from support.delivery import alert, config, conforms, drain, make_match, states, vdrain
 
 import alerts.dispatcher as dispatcher_module
+from alerts import ledger
 from alerts import outbox as ob
 from alerts.dispatcher import Dispatcher
-from alerts.outbox import Recipient, enqueue
 from alerts.ratelimit import RateLimiter
 from alerts.telegram import Fatal, PTBSender
-from core.store import articles, chats, insert_ignore, matches, outbox, url_hash, utcnow
-from lookout.config import TelegramConfig
-from rules.types import Match, PlaceRef
-
-
-@pytest.fixture
-def fake():
-    with FakeBotAPI() as server:
-        yield server
-
-
-def config(**kw) -> TelegramConfig:
-    return TelegramConfig(token=DEFAULT_TOKEN, **kw)
-
-
-def make_match(rule_id="is-near-azaz", snippet="ISIS stormed Kafrah near Aazaz.", places=()) -> Match:
-    marks = tuple((snippet.find(w), snippet.find(w) + len(w)) for w in ("ISIS", "Kafrah") if w in snippet)
-    return Match(rule_id=rule_id, title="Islamic State near the Azaz corridor", severity="high", hits=(),
-                 places=places, snippet=snippet, marks=marks)
-
-
-_counter = iter(range(1, 10**6))
-
-
-def add_article(conn, *, title="ISIS advances in north Aleppo", story="s1", outlet="NOW Lebanon",
-                url=None, text="ISIS stormed Kafrah.") -> int:
-    url = url or f"https://news.example/{next(_counter)}"
-    now = utcnow()
-    conn.execute(articles.insert().values(
-        url=url, url_hash=url_hash(url), source="test", outlet=outlet, title=title, fetched=now,
-        first_seen=now, published=datetime(2016, 6, 1, tzinfo=UTC), text=text, content_hash="h",
-        story_id=story,
-    ))
-    return conn.execute(select(articles.c.id).where(articles.c.url == url)).scalar_one()
-
-
-def alert(store, chat_ids, *, story=None, match=None, outlet="NOW Lebanon", title="ISIS advances", **kw):
-    """Store an article + match and enqueue it for ``chat_ids``; returns the EnqueueResult."""
-    match = match or make_match()
-    story = story or f"story-{next(_counter)}"
-    now = utcnow()
-    with store.begin() as conn:
-        article_id = add_article(conn, story=story, outlet=outlet, title=title, **kw)
-        insert_ignore(conn, matches, {"article_id": article_id, "rule_id": match.rule_id,
-                                      "evidence": _json(match), "created_at": now})
-        match_id = conn.execute(select(matches.c.id).where(matches.c.article_id == article_id)).scalar_one()
-        return enqueue(conn, article_id=article_id, story_id=story, outlet=outlet,
-                       recipients=[Recipient(str(c), match.rule_id, match) for c in chat_ids],
-                       match_ids={match.rule_id: match_id}, first_seen=now, now=now)
-
-
-def _json(m: Match):
-
-    return m.to_dict()
-
-
-def states(store) -> dict[str, list]:
-    with store.connect() as conn:
-        rows = list(conn.execute(select(outbox.c.chat_id, outbox.c.state, outbox.c.last_error)
-                                 .order_by(outbox.c.id)))
-    out: dict[str, list] = {}
-    for r in rows:
-        out.setdefault(r.state, []).append(r)
-    return out
-
-
-def conforms(times: list[float], *, rate: float, burst: int, tolerance: float = 0.02) -> bool:
-    """The send times fit a token bucket of ``burst`` refilled at ``rate`` per second."""
-    tokens, last = float(burst), times[0]
-    for t in times:
-        tokens = min(float(burst), tokens + (t - last) * rate)
-        last = t
-        if tokens < 1.0 - tolerance * rate:
-            return False
-        tokens -= 1.0
-    return True
-
-
-async def drain(store, fake, cfg=None, **kw):
-    async with PTBSender(DEFAULT_TOKEN, fake.url) as sender:
-        return await Dispatcher(store, sender, cfg or config(), **kw).drain()
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """Virtual time for the dispatcher: its rate limiter and datetimes (``vdrain``), the
-    ``asyncio.sleep`` its drain loop waits for the next due row with, and its store calls in
-    worker threads (``asyncio.to_thread``), which take no virtual time (it takes no ``sleep=``)."""
-    fake_clock = FakeClock()
-    monkeypatch.setattr(dispatcher_module, "asyncio", VirtualAsyncio(fake_clock))
-    return fake_clock
-
-
-@pytest.fixture
-def vfake(clock):
-    """The fake Bot API judging Telegram's limits on the virtual clock."""
-    with FakeBotAPI(clock=clock) as server:
-        yield server
-
-
-async def vdrain(store, fake, clock: FakeClock, cfg=None, **kw):
-    """``drain`` in virtual time: a new dispatcher (a fresh rate limiter: a restart) whose sends
-    hold the clock, so the fake stamps each with the moment the limiter let it go."""
-    cfg = cfg or config()
-    limiter = RateLimiter.from_config(cfg, clock=clock, sleep=clock.sleep)
-    async with PTBSender(DEFAULT_TOKEN, fake.url) as sender:
-        return await Dispatcher(store, holding(sender, clock), cfg, clock=clock.utcnow, limiter=limiter,
-                                **kw).drain()
+from core.store import chats, outbox, utcnow
+from rules.types import PlaceRef
 
 
 def test_limits_kept_without_429(store, vfake, clock):
     # Telegram's own limits, in virtual time: the fake judges (and stamps) each send at its
     # virtual moment, so its 429s and the send times below are the limiter's pacing exactly.
     fake = vfake
-    cfg = config()  # 30/s in all, 1/s per private chat (burst 3), 20/min per group
+    cfg = config()  # 30/s in all, 1/s per private chat (no burst), 20/min per group
     alert(store, ["100"])
     for _ in range(4):
-        alert(store, ["100"])  # 5 to one private chat: burst of 3, then 1/s
+        alert(store, ["100"])  # 5 to one private chat: one a second
     for _ in range(3):
         alert(store, ["-200"])  # 3 to a group: one per 3 s
     alert(store, [str(300 + i) for i in range(35)])  # 35 chats at once: global 30/s
@@ -154,8 +48,8 @@ def test_limits_kept_without_429(store, vfake, clock):
     assert summary.sent == 43 and summary.failed == 0
     assert len(sent) == 43
     private = [m.at for m in fake.messages(100)]
-    assert conforms(private, rate=1.0, burst=3), private  # a burst of 3, then one a second
-    assert private[-1] - private[0] >= 1.9  # 5 messages cannot fit in less than 2 s
+    assert conforms(private, rate=1.0, burst=1), private  # one a second, never two at once
+    assert private[-1] - private[0] >= 3.95  # 5 messages cannot fit in less than 4 s
     group = [m.at for m in fake.messages(-200)]
     assert all(b - a >= 2.95 for a, b in itertools.pairwise(group)), group  # 60 s / 20
     times = sorted(m.at for m in sent)
@@ -166,22 +60,22 @@ def test_limits_kept_without_429(store, vfake, clock):
 
 def test_chat_limits_kept_in_real_time(sqlite_store):
     # The per-chat pacing on the real clock too (real wake-ups, HTTP jitter: the fake allows
-    # Telegram's 50 ms of it), the limits scaled up 5-fold (same burst) so it takes half a second.
+    # Telegram's 50 ms of it), the limits scaled up 5-fold so it takes under a second.
     # The global limit is left to the virtual-time test above: real-time fan-outs at Telegram's
     # rates miss the fake's 50 ms allowance on a loaded machine.
     store = sqlite_store
     with FakeBotAPI(private_per_second=5.0, group_per_minute=300) as fake:
         cfg = config(rate_private=5.0, rate_group_per_minute=300)
         for _ in range(5):
-            alert(store, ["100"])  # 5 to one private chat: burst of 3, then 5/s
+            alert(store, ["100"])  # 5 to one private chat: five a second
         for _ in range(3):
             alert(store, ["-200"])  # 3 to a group: one per 0.2 s
         summary = asyncio.run(drain(store, fake, cfg))
     assert fake.count_429 == 0
     assert summary.sent == 8 and summary.failed == 0
     private = [m.at for m in fake.messages(100)]
-    assert conforms(private, rate=5.0, burst=3), private  # a burst of 3, then five a second
-    assert private[-1] - private[0] >= 0.35  # 5 messages cannot fit in less than 0.4 s
+    assert conforms(private, rate=5.0, burst=1), private  # five a second, never two at once
+    assert private[-1] - private[0] >= 0.75  # 5 messages cannot fit in less than 0.8 s
     group = [m.at for m in fake.messages(-200)]
     assert all(b - a >= 0.15 for a, b in itertools.pairwise(group)), group  # 0.2 s, less 50 ms
     assert set(states(store)) == {"sent"}
@@ -315,7 +209,7 @@ def test_crash_between_send_and_store_update_costs_one_duplicate_at_most(store, 
     fake = vfake
     for _ in range(3):
         alert(store, ["71"])
-    real_mark_sent = ob.mark_sent
+    real_mark_sent = ledger.mark_sent
     calls = {"n": 0}
 
     def crashing_mark_sent(*args, **kwargs):
@@ -324,18 +218,20 @@ def test_crash_between_send_and_store_update_costs_one_duplicate_at_most(store, 
             raise RuntimeError("power cut after Telegram answered")
         return real_mark_sent(*args, **kwargs)
 
-    monkeypatch.setattr(ob, "mark_sent", crashing_mark_sent)
+    monkeypatch.setattr(ledger, "mark_sent", crashing_mark_sent)
     asyncio.run(vdrain(store, fake, clock))
-    # The second alert reached Telegram but its "sent" was never stored: it stays in the ledger.
-    assert len(fake.messages(71)) == 3
+    # The second alert reached Telegram but its "sent" was never stored: it stays claimed in the
+    # ledger, and the chat's third waits behind it (its order is kept).
+    assert len(fake.messages(71)) == 2
     with store.connect() as conn:
         assert list(conn.execute(select(outbox.c.state).order_by(outbox.c.id)).scalars()) == \
-            ["sent", "sending", "sent"]
-    monkeypatch.setattr(ob, "mark_sent", real_mark_sent)
+            ["sent", "sending", "pending"]
+    monkeypatch.setattr(ledger, "mark_sent", real_mark_sent)
     summary = asyncio.run(vdrain(store, fake, clock))  # a new dispatcher: the restart
     assert set(states(store)) == {"sent"}
-    assert summary.sent == 1
-    assert len(fake.messages(71)) == 4  # 3 alerts, exactly one duplicate (the one in flight), none lost
+    assert (summary.sent, summary.recovered) == (2, 1)
+    texts = [m.text for m in fake.messages(71)]
+    assert len(texts) == 4 and texts[1] == texts[2]  # 3 alerts, the one in flight twice, in order
 
 
 def test_syndicated_copy_edits_the_sent_message(store, fake):
@@ -429,14 +325,14 @@ def test_outbox_queries_retry_and_counts(store):
     now = utcnow()
     with store.begin() as conn:
         ids = [r.id for r in conn.execute(select(outbox.c.id).order_by(outbox.c.id))]
-        ob.mark_failed(conn, ids[:1], "gave up", now)
+        ledger.mark_failed(conn, ids[:1], "gave up", now)
         assert ob.counts(conn) == {"failed": 1, "pending": 1}
         assert [r.id for r in ob.list_rows(conn, states=["failed"])] == ids[:1]
         assert ob.retry(conn, None, now) == 1
         assert ob.counts(conn) == {"pending": 2}
-        conn.execute(update(outbox).values(state="sending"))
-        assert ob.recover_in_flight(conn, now) == 2
-        assert len(ob.due_rows(conn, now)) == 2
+        conn.execute(update(outbox).values(state="sending", claimed_by="gone:1:dead"))
+        assert ledger.recover_in_flight(conn, ledger.ClaimOwner.current(), now) == 2
+        assert sum(len(rows) for rows in ledger.due_by_chat(conn, now).values()) == 2
 
 
 def test_cli_send_list_and_retry(tmp_path, fake, capsys):

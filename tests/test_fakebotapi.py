@@ -94,11 +94,10 @@ def test_wrong_token_is_401(fake):
         run(go())
 
 
-def test_private_chat_burst_then_429_with_retry_after(fake):
+def test_private_chat_second_message_within_a_second_is_429_with_retry_after(fake):
     async def go():
         async with make_bot(fake) as bot:
-            for _ in range(3):
-                await bot.send_message(5, "x")
+            await bot.send_message(5, "x")
             with pytest.raises(RetryAfter) as info:
                 await bot.send_message(5, "x")
             await bot.send_message(6, "other chats flow")
@@ -142,9 +141,8 @@ def test_limits_go_by_the_clock_given():
     with FakeBotAPI(clock=clock) as fake:
         async def go():
             async with make_bot(fake) as bot:
-                for _ in range(3):
-                    await bot.send_message(5, "x")
-                with pytest.raises(RetryAfter):  # the burst is spent and no virtual time passed
+                await bot.send_message(5, "x")
+                with pytest.raises(RetryAfter):  # one a second, and no virtual time passed
                     await bot.send_message(5, "x")
                 clock.advance(1.0)  # one token back
                 await bot.send_message(5, "x")
@@ -152,7 +150,7 @@ def test_limits_go_by_the_clock_given():
                     await bot.send_message(5, "x")
 
         run(go())
-    assert [m.at for m in fake.messages(5)] == [clock.start] * 3 + [clock.start + 1.0]
+    assert [m.at for m in fake.messages(5)] == [clock.start, clock.start + 1.0]
     assert fake.count_429 == 2
 
 
@@ -176,7 +174,12 @@ def test_injected_faults_5xx_and_forced_429(fake):
     assert [m.chat_id for m in fake.messages()] == ["4"]
 
 
-def test_edit_and_location_and_updates(fake):
+def test_edit_and_location_and_updates():
+    with FakeBotAPI(enforce_limits=False) as fake:  # three requests in a second to one chat
+        _edit_location_updates(fake)
+
+
+def _edit_location_updates(fake):
     fake.inject_message(55, "/watch Azaz")
     fake.inject_callback(55, "mute:r1", message_id=1)
 
@@ -216,3 +219,17 @@ def test_valid_html(text):
 def test_invalid_html(text):
     with pytest.raises(HTMLParseError):
         parse_telegram_html(text)
+
+
+def test_edits_count_against_the_chat_limit(fake):
+    async def go():
+        async with make_bot(fake) as bot:
+            sent = await bot.send_message(-300, "first")
+            for i in range(19):
+                await bot.edit_message_text(f"edit {i}", chat_id=-300, message_id=sent.message_id)
+            with pytest.raises(RetryAfter):  # 20 a minute in a group, messages and edits together
+                await bot.edit_message_text("one too many", chat_id=-300, message_id=sent.message_id)
+
+    run(go())
+    assert len(fake.edit_times) == 19
+    assert fake.count_429 == 1

@@ -99,6 +99,8 @@ def test_watch_alert_restart_no_repeat_and_broken_rules(tmp_path, site, fake, ca
         assert status == 200
         assert "lookout_crawls_total{result=\"ok\"}" in metrics
         assert "lookout_alert_latency_seconds_bucket" in metrics
+        # Telegram has both alerts; their "sent" records follow its answers within moments.
+        assert wait_until(lambda: len(db_rows(config, "select id from outbox where state = 'sent'")) >= 2, 10)
         capsys.readouterr()
         assert lookout_in_process(config, "status", "--json") == 0
         state = json.loads(capsys.readouterr().out)

@@ -53,6 +53,8 @@ class FakeClock:
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._holds = 0
+        self._holds_ended = 0  # how many holds have ended: one that came and went while the
+        # driver let turns pass still has its continuation to run
         self._released: asyncio.Future[None] | None = None
         self._driver: asyncio.Task[None] | None = None
 
@@ -95,6 +97,7 @@ class FakeClock:
             yield
         finally:
             self._holds -= 1
+            self._holds_ended += 1
             if self._holds == 0 and self._released is not None and not self._released.done():
                 self._released.set_result(None)
 
@@ -102,12 +105,17 @@ class FakeClock:
         loop = asyncio.get_running_loop()
         while True:
             # Let the tasks woken last (and the tasks they start) run up to their next wait; the
-            # I/O they start holds the clock until it is done.
-            await _turns(SETTLE_TURNS)
-            while self._holds:
-                self._released = loop.create_future()
-                await self._released
+            # I/O they start holds the clock until it is done, and what follows a hold gets its
+            # turns too, even when the hold began and ended while the turns passed (a thread's
+            # millisecond is many idle turns).
+            ended = -1
+            while ended != self._holds_ended:
+                ended = self._holds_ended
                 await _turns(SETTLE_TURNS)
+                while self._holds:
+                    self._released = loop.create_future()
+                    await self._released
+                    await _turns(SETTLE_TURNS)
             while self._sleepers and self._sleepers[0][2].done():
                 heapq.heappop(self._sleepers)  # a cancelled sleep
             if not self._sleepers:
