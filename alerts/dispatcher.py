@@ -381,25 +381,30 @@ class Dispatcher:
             units.append(current)
         return units
 
-    async def _slot(self, chat_id: str) -> bool:
-        """Wait for a global slot if this chat may send now; False (the chat rescheduled, nothing
-        booked) if it must wait for its own rate or a flood wait."""
-        slot = self.limiter.reserve(chat_id)
-        if slot is None:
-            ready = self.limiter.chat_ready_at(chat_id)
-            self._not_before[chat_id] = ready
-            at = self.clock() + timedelta(seconds=max(ready - self.limiter.clock(), 0.0))
-            await asyncio.to_thread(self._reschedule, chat_id, at)
+    async def _chat_waits(self, chat_id: str) -> bool:
+        """True (and the chat's alerts rescheduled) if it must wait for its own rate or a flood
+        wait before its next message."""
+        ready = self.limiter.chat_ready_at(chat_id)
+        if ready <= self.limiter.clock():
+            self._not_before.pop(chat_id, None)
             return False
-        self._not_before.pop(chat_id, None)
-        await self.limiter.wait_for(slot)
+        self._not_before[chat_id] = ready
+        at = self.clock() + timedelta(seconds=ready - self.limiter.clock())
+        await asyncio.to_thread(self._reschedule, chat_id, at)
         return True
 
     async def _deliver(self, chat_id: str, chat: Chat | None, unit: list[OutboxRow]) -> bool:
         """Send one message for ``unit`` (one alert, or a digest). False: stop serving this chat."""
-        if not await self._slot(chat_id):
+        if await self._chat_waits(chat_id):
             return False
+        # The global slot is booked only once a send may go (an in-flight place is free), so
+        # sends leave at the global pace however long Telegram takes to answer the ones before.
         async with self._send_slots:
+            slot = self.limiter.reserve(chat_id)
+            if slot is None:  # a flood wait came in meanwhile
+                await self._chat_waits(chat_id)
+                return False
+            await self.limiter.wait_for(slot)
             self._sending.add(chat_id)
             try:
                 sent = await self._claimed_send(chat_id, unit)
@@ -526,8 +531,11 @@ class Dispatcher:
         place = primary_place(view.match)
         if place is None:
             return
-        await self.limiter.acquire(chat_id)  # this chat's next slot: it waits, no one else does
+        # This chat's next slot (a second later in a private chat): it waits, no one else does;
+        # the in-flight place is taken only once it is time.
+        await self.sleep(max(self.limiter.chat_ready_at(chat_id) - self.limiter.clock(), 0.0))
         async with self._send_slots:
+            await self.limiter.acquire(chat_id)
             try:
                 await self.sender.send_location(chat_id, place.lat, place.lon)
             except DeliveryError as exc:
@@ -554,13 +562,12 @@ class Dispatcher:
                     ledger.clear_edit(conn, row.id, self.clock(), "also-edit skipped: digest would not fit")
                 return True
             html = rendered[0]
-        slot = self.limiter.reserve(row.chat_id)
-        if slot is None:
+        if self.limiter.chat_ready_at(row.chat_id) > self.limiter.clock():
             self._not_before[row.chat_id] = self.limiter.chat_ready_at(row.chat_id)
             return False
-        await self.limiter.wait_for(slot)
         note: str | None = None
         async with self._send_slots:
+            await self.limiter.acquire(row.chat_id)  # ready: this waits for the global pace only
             try:
                 await self.sender.edit_message(row.chat_id, message_id, html, buttons)
                 self._totals.edited += 1
