@@ -259,8 +259,8 @@ class Dispatcher:
             if item.chat_id in self._active or (item.chat_id in self._not_before and not item.rows):
                 continue  # only edits, and the chat must wait for them
             task = asyncio.create_task(self._serve(item), name=f"chat {item.chat_id}")
-            # A done callback, not a ``finally``: a task cancelled before its first step never
-            # runs its body, and would stay "active" for good.
+            # A done callback as well as ``_serve``'s own ``finally``: a task cancelled before its
+            # first step never runs its body, and would stay "active" for good.
             task.add_done_callback(functools.partial(self._chat_done, item.chat_id))
             self._active[item.chat_id] = task
         # What comes next: a row due later (no due row of an idle chat is left unserved: each was

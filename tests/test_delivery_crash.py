@@ -80,14 +80,14 @@ def in_state(store: Store, state: str) -> int:
 
 def test_kill_9_mid_delivery_resends_only_what_was_in_flight(tmp_path):
     rng = random.Random(20261201)
-    chats = [str(10_000 + i) for i in range(150)]
+    chats = [str(10_000 + i) for i in range(120)]
     with FakeBotAPI() as fake, database("sqlite", tmp_path) as url:
         fake.delay = 0.3  # each send is 300 ms in flight: kills land mid-request
         config = write_config(tmp_path / "cfg", url, fake, max_in_flight=8)
         store = Store(url)
         alert(store, chats)
         kills, claimed_at_kills = 0, []
-        for _ in range(4):
+        for _ in range(3):
             before = len(fake.sent)
             proc = start_lookout(config, "send", "--max-wait", "60")
             target = before + rng.randint(5, 25)
@@ -99,7 +99,7 @@ def test_kill_9_mid_delivery_resends_only_what_was_in_flight(tmp_path):
             proc.communicate()
             kills += 1
             claimed_at_kills.append(in_state(store, "sending"))
-        assert kills >= 3
+        assert kills >= 2
         done = lookout(config, "send", "--max-wait", "60")
         assert done.returncode == 0, done.stderr
         assert "resent after an interrupted run" in done.stdout
@@ -118,7 +118,7 @@ def test_kill_9_mid_delivery_resends_only_what_was_in_flight(tmp_path):
 def test_lookout_send_beside_a_running_service_takes_none_of_its_rows(tmp_path, backend):
     chats = [str(20_000 + i) for i in range(600)]
     with FakeBotAPI(global_per_second=200) as fake, database(backend, tmp_path) as url:
-        fake.delay = 0.1  # 8 in flight: about 80 a second, so the service is mid-way when send starts
+        fake.delay = 0.05  # 8 in flight: about 150 a second, so the service is mid-way when send starts
         config = write_config(tmp_path / "cfg", url, fake, rate_global=200)
         store = Store(url)
         alert(store, chats)
