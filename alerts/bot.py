@@ -28,6 +28,8 @@ from telegram.ext import (
 )
 
 from alerts.admincommands import AdminCommands, AdminReports, CrawlCallback, ReloadCallback
+from alerts.buttons import AlertButtons
+from alerts.prefcommands import PrefCommands
 from alerts.subscribercommands import SUBSCRIBER_COMMANDS, SubscriberCommands
 from alerts.telegram import NO_PREVIEW, error_text
 
@@ -82,11 +84,13 @@ def build_application(
         builder.rate_limiter(AIORateLimiter(max_retries=3)).build() if rate_limiter else builder.build()
     )
     subscriber = SubscriberCommands(config, store, ruleset_provider)
+    prefs = PrefCommands(config, store, ruleset_provider)
+    buttons = AlertButtons(config, store, ruleset_provider)
     admin = AdminCommands(config, store, ruleset_provider, reports=reports, on_crawl=on_crawl, on_reload=on_reload)
-    for name, callback in {**subscriber.handlers(), **admin.handlers()}.items():
+    for name, callback in {**subscriber.handlers(), **prefs.handlers(), **admin.handlers()}.items():
         app.add_handler(CommandHandler(name, callback))
-    app.add_handler(CallbackQueryHandler(subscriber.button, pattern=r"^(mute|unwatch):"))
-    app.add_handler(CallbackQueryHandler(subscriber.button))  # stale or foreign buttons still get an answer
+    app.add_handler(CallbackQueryHandler(buttons.button, pattern=r"^(mute|unwatch):"))
+    app.add_handler(CallbackQueryHandler(buttons.button))  # stale or foreign buttons still get an answer
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, subscriber.migrated))
     app.add_handler(MessageHandler(filters.COMMAND, subscriber.unknown))  # same group: only if none above
     app.add_error_handler(_report_error)

@@ -1,6 +1,6 @@
-"""The bot's subscriber side: the commands any chat may use (``/watch``, ``/near``, ``/list``,
-``/mute``, ``/quiet``, ``/digest``, ...), the buttons under alerts, and a group's move to a
-supergroup.
+"""The bot's subscriber side: what a chat watches (``/watch``, ``/near``, ``/unwatch``,
+``/list``, ``/stop``), the greeting, and a group's move to a supergroup. Its delivery preferences
+are ``alerts.prefcommands``; the buttons under alerts ``alerts.buttons``.
 
 Each handler resolves what the user typed against the current ruleset, does its store work
 through ``alerts.subscriptions`` in a worker thread, and answers in Telegram HTML.
@@ -9,19 +9,15 @@ through ``alerts.subscriptions`` in a worker thread, and answers in Telegram HTM
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from alerts import chatprefs, subscriptions
 from alerts.botbase import BotCommands, echo
-from alerts.chatprefs import PrefError
 from alerts.format import esc
 from alerts.keys import SubscriptionKind, alert_key
-from alerts.telegram import callback_key
 from core.store import utcnow
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
     from telegram import Update
     from telegram.ext import ContextTypes
 
@@ -48,10 +44,7 @@ SUBSCRIBER_COMMANDS: list[tuple[str, str]] = [
 WATCH_USAGE = "Usage: /watch <place | group | rule>, e.g. /watch Azaz, /watch ISIS, /watch is-near-azaz"
 NEAR_USAGE = "Usage: /near <place> <km>, e.g. /near Azaz 15"
 UNWATCH_USAGE = "Usage: /unwatch <place | group | rule> or /unwatch near <place> (see /list)"
-PINS_USAGE = "Usage: /pins on | off"
 MAX_NEAR_KM = 500.0
-BUTTON_MUTE = timedelta(hours=24)
-CALLBACK_ANSWER_LIMIT = 200  # characters Telegram shows in a button's answer
 WATCH_SCOPE = {
     SubscriptionKind.PLACE: "every new article that mentions it",
     SubscriptionKind.GROUP: "every new article that mentions it",
@@ -66,8 +59,7 @@ class SubscriberCommands(BotCommands):
         """Command name -> handler, for every subscriber command (SUBSCRIBER_COMMANDS)."""
         return {
             "start": self.start, "help": self.start, "watch": self.watch, "near": self.near,
-            "unwatch": self.unwatch, "list": self.show_list, "mute": self.mute, "unmute": self.unmute,
-            "quiet": self.quiet, "digest": self.digest, "pins": self.pins, "stop": self.stop,
+            "unwatch": self.unwatch, "list": self.show_list, "stop": self.stop,
         }
 
     # --- what a chat watches --------------------------------------------------------------------
@@ -218,78 +210,6 @@ class SubscriberCommands(BotCommands):
         )
         await self.reply(update, "\n".join(lines))
 
-    async def mute(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        args = context.args or []
-        now = utcnow()
-        try:
-            if len(args) != 1:
-                raise PrefError(chatprefs.MUTE_USAGE)
-            until = chatprefs.parse_mute(args[0], now)
-        except PrefError as exc:
-            await self.reply(update, esc(str(exc)))
-            return
-        chat_id = await self.touch_chat(update)
-        await self.db(subscriptions.set_chat_prefs, chat_id, muted_until=until)
-        await self.reply(
-            update,
-            f"Muted until {until:%Y-%m-%d %H:%M} UTC. Alerts meanwhile arrive as one digest then; "
-            "/unmute to resume.",
-        )
-
-    async def unmute(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        chat_id = await self.touch_chat(update)
-
-        def work(conn: Connection) -> int:
-            subscriptions.set_chat_prefs(conn, chat_id, muted_until=None)
-            return subscriptions.unmute_rules(conn, chat_id)
-
-        rules = await self.db(work)
-        extra = f" and {rules} muted rule(s) resumed" if rules else ""
-        await self.reply(update, f"Unmuted{extra}: alerts arrive again as they come (held ones follow).")
-
-    async def quiet(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        arg = " ".join(context.args or [])
-        try:
-            if not arg:
-                raise PrefError(chatprefs.QUIET_USAGE)
-            span = chatprefs.parse_quiet(arg)
-        except PrefError as exc:
-            await self.reply(update, esc(str(exc)))
-            return
-        chat_id = await self.touch_chat(update)
-        start, end = span if span else (None, None)
-        await self.db(subscriptions.set_chat_prefs, chat_id, quiet_start=start, quiet_end=end)
-        if span is None:
-            await self.reply(update, "Quiet hours off.")
-        else:
-            await self.reply(
-                update, f"Quiet hours {start}-{end} UTC: alerts in that time arrive as one digest at {end}."
-            )
-
-    async def digest(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        try:
-            mode, at = chatprefs.parse_digest(list(context.args or []))
-        except PrefError as exc:
-            await self.reply(update, esc(str(exc)))
-            return
-        chat_id = await self.touch_chat(update)
-        await self.db(subscriptions.set_chat_prefs, chat_id, digest=mode, digest_at=at)
-        text = {
-            "off": "Digest off: alerts arrive one by one as they come.",
-            "hourly": "Hourly digest: alerts are collected into one message at the top of each hour.",
-            "daily": f"Daily digest: alerts are collected into one message at {at} UTC.",
-        }[mode]
-        await self.reply(update, text)
-
-    async def pins(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        args = [a.lower() for a in context.args or []]
-        if args not in (["on"], ["off"]):
-            await self.reply(update, esc(PINS_USAGE))
-            return
-        chat_id = await self.touch_chat(update)
-        await self.db(subscriptions.set_chat_prefs, chat_id, pins=args == ["on"])
-        await self.reply(update, "Map pins on." if args == ["on"] else "Map pins off.")
-
     async def stop(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         chat_id = self.chat_id(update)
         removed = await self.db(subscriptions.remove_all, chat_id)
@@ -310,44 +230,6 @@ class SubscriberCommands(BotCommands):
     async def unknown(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.effective_chat is not None and update.effective_chat.type == "private":
             await self.reply(update, "Unknown command. See /help.")
-
-    # --- buttons under alerts -------------------------------------------------------------------
-
-    async def button(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        query = update.callback_query
-        assert query is not None
-        action, _, key = (query.data or "").partition(":")
-        if update.effective_chat is None or not key or action not in ("mute", "unwatch"):
-            await query.answer("This button no longer works.")
-            return
-        chat_id = str(update.effective_chat.id)
-        if key.startswith("#"):  # a key too long for callback_data travels as a hash
-            found = await self.db(self._key_for_hash, chat_id, key[1:])
-            if found is None:
-                await query.answer("This button no longer works.")
-                return
-            key = found
-        if action == "mute":
-            until = utcnow() + BUTTON_MUTE
-            await self.db(subscriptions.mute_rule, chat_id, key, until)
-            await query.answer(_answer_text(f"Muted {key} in this chat for 24 h."))
-            return
-        removed = await self.db(subscriptions.remove_key, chat_id, key)
-        done = f"Unwatched {key}." if removed else f"This chat no longer watches {key}."
-        await query.answer(_answer_text(done))
-
-    def _key_for_hash(self, conn: Connection, chat_id: str, digest: str) -> str | None:
-        """The alert key whose ``alerts.telegram.callback_key`` is ``digest``: one of this chat's
-        subscriptions, or a rule (notify chats have no subscription row)."""
-        keys = [s.alert_key for s in subscriptions.list_for_chat(conn, chat_id)]
-        keys.extend(self.ruleset_provider().rules)
-        return next((k for k in keys if callback_key(k) == digest), None)
-
-
-def _answer_text(text: str) -> str:
-    limit = CALLBACK_ANSWER_LIMIT
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
 
 def _parse_km(text: str) -> float | None:
     try:

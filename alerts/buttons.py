@@ -1,0 +1,62 @@
+"""The buttons under an alert: "Mute this rule 24 h" and "Unwatch".
+
+``alerts.telegram.alert_buttons`` puts them on each alert; a press comes back as a callback query
+whose data names the action and the alert key (or its hash, for keys over Telegram's 64 bytes).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from alerts import subscriptions
+from alerts.botbase import BotCommands
+from alerts.telegram import callback_key
+from core.store import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from telegram import Update
+    from telegram.ext import ContextTypes
+
+BUTTON_MUTE = timedelta(hours=24)
+CALLBACK_ANSWER_LIMIT = 200  # characters Telegram shows in a button's answer
+
+
+class AlertButtons(BotCommands):
+    """Presses of the buttons under alerts."""
+
+    async def button(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        assert query is not None
+        action, _, key = (query.data or "").partition(":")
+        if update.effective_chat is None or not key or action not in ("mute", "unwatch"):
+            await query.answer("This button no longer works.")
+            return
+        chat_id = str(update.effective_chat.id)
+        if key.startswith("#"):  # a key too long for callback_data travels as a hash
+            found = await self.db(self._key_for_hash, chat_id, key[1:])
+            if found is None:
+                await query.answer("This button no longer works.")
+                return
+            key = found
+        if action == "mute":
+            until = utcnow() + BUTTON_MUTE
+            await self.db(subscriptions.mute_rule, chat_id, key, until)
+            await query.answer(_answer_text(f"Muted {key} in this chat for 24 h."))
+            return
+        removed = await self.db(subscriptions.remove_key, chat_id, key)
+        done = f"Unwatched {key}." if removed else f"This chat no longer watches {key}."
+        await query.answer(_answer_text(done))
+
+    def _key_for_hash(self, conn: Connection, chat_id: str, digest: str) -> str | None:
+        """The alert key whose ``alerts.telegram.callback_key`` is ``digest``: one of this chat's
+        subscriptions, or a rule (notify chats have no subscription row)."""
+        keys = [s.alert_key for s in subscriptions.list_for_chat(conn, chat_id)]
+        keys.extend(self.ruleset_provider().rules)
+        return next((k for k in keys if callback_key(k) == digest), None)
+
+
+def _answer_text(text: str) -> str:
+    limit = CALLBACK_ANSWER_LIMIT
+    return text if len(text) <= limit else text[: limit - 1] + "…"
