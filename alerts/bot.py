@@ -90,8 +90,11 @@ def build_application(
     for name, callback in {**subscriber.handlers(), **prefs.handlers(), **admin.handlers()}.items():
         app.add_handler(CommandHandler(name, callback))
     app.add_handler(CallbackQueryHandler(buttons.button, pattern=r"^(mute|unwatch):"))
+    for pattern, callback in subscriber.button_handlers().items():
+        app.add_handler(CallbackQueryHandler(callback, pattern=pattern))
     app.add_handler(CallbackQueryHandler(buttons.button))  # stale or foreign buttons still get an answer
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, subscriber.migrated))
+    app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, subscriber.plain_text))
     app.add_handler(MessageHandler(filters.COMMAND, subscriber.unknown))  # same group: only if none above
     app.add_error_handler(_report_error)
     return app

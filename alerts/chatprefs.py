@@ -162,6 +162,12 @@ def release_time(chat: PrefsSource, now: datetime) -> datetime | None:
     return None if at <= now else at
 
 
+def describe_mutes(chat: PrefsSource, mutes: Mapping[str, datetime]) -> list[str]:
+    """Plain-text lines for the chat's muted alert keys (for /list), in the chat's time."""
+    _ = ChatPrefs.from_row(chat)  # the chat's zone, once it has one
+    return [f"Muted {key} until {until:%Y-%m-%d %H:%M} UTC" for key, until in sorted(mutes.items())]
+
+
 def describe(chat: PrefsSource, now: datetime) -> list[str]:
     """Plain-text lines describing the chat's preferences (for /help, /list)."""
     prefs = ChatPrefs.from_row(chat)

@@ -203,11 +203,9 @@ class SubscriberCommands(BotCommands):
         lines = ["<b>This chat watches:</b>", *watching] if watching else [
             "This chat watches nothing. " + esc(WATCH_USAGE)
         ]
-        lines.extend(esc(line) for line in chatprefs.describe(chat.prefs if chat else None, now))
-        lines.extend(
-            f"Muted <code>{esc(key)}</code> until {until:%Y-%m-%d %H:%M} UTC"
-            for key, until in sorted(mutes.items())
-        )
+        prefs = chat.prefs if chat else None
+        lines.extend(esc(line) for line in chatprefs.describe(prefs, now))
+        lines.extend(esc(line) for line in chatprefs.describe_mutes(prefs, mutes))
         await self.reply(update, "\n".join(lines))
 
     async def stop(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -226,6 +224,14 @@ class SubscriberCommands(BotCommands):
                               str(message.migrate_to_chat_id), utcnow())
         log.info("chat %s became supergroup %s; %d pending alert(s) moved",
                  update.effective_chat.id, message.migrate_to_chat_id, moved)
+
+    def button_handlers(self) -> dict[str, Handler]:
+        """Callback-data pattern -> handler, for the buttons this side puts under its replies."""
+        return {}
+
+    async def plain_text(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Text that is no command, in a private chat: a one-line hint."""
+        await self.reply(update, "Commands start with /: try /watch Azaz, or /help.")
 
     async def unknown(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.effective_chat is not None and update.effective_chat.type == "private":

@@ -202,6 +202,7 @@ chats = Table(
     Column("digest", String(20), nullable=False, default="off"),  # off | hourly | daily
     Column("digest_at", String(5)),  # "08:00" for daily
     Column("pins", Boolean, nullable=False, default=False),
+    Column("tz", String(64)),  # IANA time zone for quiet hours, digests and times shown; None: UTC
     Column("paused", Boolean, nullable=False, default=False),  # blocked us / chat gone
     Column("paused_reason", Text),
     Column("created_at", UTCDateTime, nullable=False),
@@ -276,6 +277,7 @@ ADDED_COLUMNS: tuple[tuple[Table, str], ...] = (
     (outbox, "claimed_by"),
     (outbox, "claimed_at"),
     (outbox, "lease_until"),
+    (chats, "tz"),
 )
 
 
