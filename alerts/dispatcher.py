@@ -431,7 +431,7 @@ class Dispatcher:
             buttons: tuple[Button, ...] = ()
             if len(fresh) == 1:
                 html = render_alert(views[fresh[0].id])
-                buttons = alert_buttons(fresh[0].alert_key)
+                buttons = alert_buttons(fresh[0].alert_key, _muted_name(views[fresh[0].id]))
             else:
                 html = render_digest([views[r.id] for r in fresh])[0]
             note = None
@@ -554,7 +554,7 @@ class Dispatcher:
         views = self._views(same)
         buttons: tuple[Button, ...] = ()
         if len(same) == 1:
-            html, buttons = render_alert(views[row.id]), alert_buttons(row.alert_key)
+            html, buttons = render_alert(views[row.id]), alert_buttons(row.alert_key, _muted_name(views[row.id]))
         else:
             rendered = render_digest([views[r.id] for r in same])
             if len(rendered) > 1:
@@ -646,6 +646,11 @@ class Dispatcher:
         if self._fatal is not None:
             fatal, self._fatal = self._fatal, None
             raise fatal
+
+
+def _muted_name(view: AlertView) -> str | None:
+    """What the mute button under this alert mutes: the subscription's place or group, or the rule."""
+    return view.label or view.rule_title
 
 
 def _load_match(raw: dict[str, Any] | str | None) -> Match | None:

@@ -32,7 +32,6 @@ MAX_TITLE = 300
 MAX_NAME = 120
 MAX_ALSO = 12
 SEVERITY_ICONS = {Severity.HIGH: "🔴 HIGH", Severity.MEDIUM: "🟠 MEDIUM", Severity.LOW: "🟡 LOW"}
-SEVERITY_DOTS = {Severity.HIGH: "🔴", Severity.MEDIUM: "🟠", Severity.LOW: "🟡"}
 SNIPPET_AROUND = 160  # characters either side of a mention when there is no rule snippet
 
 
@@ -272,14 +271,22 @@ def render_alert(view: AlertView) -> str:
     return message
 
 
+DIGEST_SNIPPET = 140  # visible characters of the snippet line under a digest entry
+
+
 def _digest_entry(view: AlertView) -> str:
+    """One alert in a digest: severity and headline, why and where from, one line of snippet."""
     severity = _severity(view)
-    dot = SEVERITY_DOTS[severity] if severity else "📍"
+    label = SEVERITY_ICONS[severity] if severity else "📍"
     what = view.rule_title or (view.match.title if view.match else None) or view.label or ""
     source = " · ".join(x for x in [_shown(view.outlet) if view.outlet else "", _date(view.published) or ""] if x)
     link = f'<a href="{esc(view.url)}">Read</a>'
-    lines = [f"{dot} <b>{_shown(view.title, MAX_TITLE)}</b>",
+    lines = [f"{label} · <b>{_shown(view.title, MAX_TITLE)}</b>",
              f"{_shown(what)} · {source + ' · ' if source else ''}{link}"]
+    snippet, marks = _snippet_source(view)
+    if snippet:
+        one_line = re.sub(r"\s", " ", snippet)  # same length: the marks' offsets still hold
+        lines.append(f"<i>{render_snippet(one_line, marks, DIGEST_SNIPPET)}</i>")
     if (also := also_line(view.also)) is not None:
         lines.append(also)
     return "\n".join(lines)

@@ -130,9 +130,17 @@ def callback_key(alert_key: str) -> str:
     return hashlib.sha1(alert_key.encode("utf-8")).hexdigest()[:20]
 
 
-def alert_buttons(alert_key: str) -> tuple[Button, ...]:
+MAX_BUTTON_NAME = 32  # characters of a name on a button: the keyboard stays one row on a phone
+
+
+def alert_buttons(alert_key: str, name: str | None = None) -> tuple[Button, ...]:
+    """The buttons under an alert; the mute button names what it mutes (the place, group or
+    rule the alert is for), "this rule" when nothing names it."""
+    shown = " ".join((name or "").split())
+    if len(shown) > MAX_BUTTON_NAME:
+        shown = shown[: MAX_BUTTON_NAME - 1].rstrip() + "…"
     return (
-        Button("🔕 Mute this rule 24 h", callback_data("mute", alert_key)),
+        Button(f"🔕 Mute {shown or 'this rule'} 24 h", callback_data("mute", alert_key)),
         Button("Unwatch", callback_data("unwatch", alert_key)),
     )
 
