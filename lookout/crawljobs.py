@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -52,7 +53,9 @@ STOPPED: Final = "stopped"
 @dataclass(frozen=True)
 class CrawlOutcome:
     source: str
-    result: CrawlResult | Literal["stopped"]  # a child that exits 0 is OK (partial included)
+    # A child that exits 0 crawled: its own run row says ok, partial or empty, and the outcome
+    # takes that result once recorded (``CrawlJobs._record``).
+    result: CrawlResult | Literal["stopped"]
     started_at: datetime
     finished_at: datetime
     returncode: int | None
@@ -64,7 +67,8 @@ class CrawlOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.result == CrawlResult.OK
+        """The crawl ran to its end (whatever it found: ok, partial or empty)."""
+        return self.result in (CrawlResult.OK, CrawlResult.PARTIAL, CrawlResult.EMPTY)
 
 
 def crawl_command(config_file: str | None, rule_paths: Sequence[str], source: str,
@@ -119,10 +123,10 @@ class CrawlJobs:
                 return CrawlOutcome(source, STOPPED, now, now, None, "service shutting down")
             outcome = await self._run_child(source)
         try:
-            await asyncio.to_thread(self._record, outcome)
+            outcome = await asyncio.to_thread(self._record, outcome)
         except Exception:
             log.exception("crawl record failed source=%s", source)
-        level = logging.INFO if outcome.ok else logging.WARNING
+        level = logging.INFO if outcome.result == CrawlResult.OK else logging.WARNING
         log.log(level, "crawl finished source=%s result=%s seconds=%.1f reason=%s",
                 source, outcome.result, outcome.seconds, outcome.reason or "-")
         if self.on_finished is not None:
@@ -215,23 +219,25 @@ class CrawlJobs:
 
     # -- recording -------------------------------------------------------------------------
 
-    def _record(self, outcome: CrawlOutcome) -> None:
-        """Successful children record their own run; failures are written here, over any run row
-        the child left unfinished."""
+    def _record(self, outcome: CrawlOutcome) -> CrawlOutcome:
+        """Successful children record their own run (the outcome takes its result: ok, partial
+        or empty); failures are written here, over any run row the child left unfinished."""
         with self.store.begin() as conn:
             if outcome.ok:
                 own = conn.execute(
-                    select(crawl_runs.c.id).where(
+                    select(crawl_runs.c.id, crawl_runs.c.result).where(
                         crawl_runs.c.source == outcome.source,
                         crawl_runs.c.started_at >= outcome.started_at,
-                    )
+                    ).order_by(crawl_runs.c.id.desc())
                 ).first()
                 if own is None:
                     conn.execute(crawl_runs.insert().values(
                         source=outcome.source, started_at=outcome.started_at,
                         finished_at=outcome.finished_at, result=CrawlResult.OK))
                 self._ensure_source_row(conn, outcome.source)
-                return
+                if own is not None and own.result in (CrawlResult.PARTIAL, CrawlResult.EMPTY):
+                    return dataclasses.replace(outcome, result=CrawlResult(own.result))
+                return outcome
             left = conn.execute(
                 select(crawl_runs.c.id).where(
                     crawl_runs.c.source == outcome.source,
@@ -252,6 +258,7 @@ class CrawlJobs:
                     last_error=outcome.reason,
                 )
             )
+        return outcome
 
     def _ensure_source_row(self, conn: Connection, name: str) -> None:
         info = self.source_info(name) if self.source_info else None

@@ -74,7 +74,7 @@ class Metrics:
                                  "Article first seen by the crawler to its Telegram message",
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.rule_reloads_refused = Counter("lookout_rule_reloads_refused", "Rule edits refused", registry=r)
-        for result in (CrawlResult.OK, CrawlResult.FAILED, CrawlResult.TIMEOUT, STOPPED):
+        for result in (*CrawlResult, STOPPED):
             self.crawls.labels(result)  # present at 0 from the start
         self._marks: _Watermarks | None = None
 
