@@ -1,6 +1,7 @@
 """The Telegram bot, wired up: python-telegram-bot's ``Application`` with the subscriber commands
 (``alerts.subscribercommands``), the admin commands (``alerts.admincommands``) and an error
-handler; and starting and stopping it.
+handler; and starting and stopping it. In groups and channels the commands and buttons that
+change a chat are kept for its administrators (``alerts.chatadmins``).
 
 ``build_application`` builds it; ``start_bot``/``stop_bot`` (inside a running loop, as the service
 does) choose long polling or, when ``telegram.webhook_url`` is set, a webhook.
@@ -29,6 +30,7 @@ from telegram.ext import (
 
 from alerts.admincommands import AdminCommands, AdminReports, CrawlCallback, ReloadCallback
 from alerts.buttons import AlertButtons
+from alerts.chatadmins import ChatAdmins
 from alerts.prefcommands import PrefCommands
 from alerts.subscribercommands import SUBSCRIBER_COMMANDS, SubscriberCommands
 from alerts.telegram import NO_PREVIEW, error_text
@@ -46,6 +48,9 @@ __all__ = ["SUBSCRIBER_COMMANDS", "build_application", "register_commands", "sta
 
 log = logging.getLogger(__name__)
 
+# CommandHandler's default takes only (edited) messages; a channel's commands come as channel posts.
+COMMAND_UPDATES = filters.UpdateType.MESSAGES | filters.UpdateType.CHANNEL_POSTS
+
 
 class WebhookArgs(TypedDict):
     """``Updater.start_webhook``'s arguments for ``telegram.webhook_url``."""
@@ -60,10 +65,11 @@ class WebhookArgs(TypedDict):
 def build_application(
     config: TelegramConfig, store: Store, ruleset_provider: Callable[[], Ruleset], *,
     on_crawl: CrawlCallback | None = None, on_reload: ReloadCallback | None = None,
-    reports: AdminReports | None = None, rate_limiter: bool = True,
+    reports: AdminReports | None = None, rate_limiter: bool = True, chat_admins: ChatAdmins | None = None,
 ) -> Application:
     """The bot, pointed at ``telegram.api_url`` (a fake server in tests). ``reports`` answers
-    ``/status`` and ``/sources``, ``on_crawl`` and ``on_reload`` serve ``/crawl`` and ``/reload``.
+    ``/status`` and ``/sources``, ``on_crawl`` and ``on_reload`` serve ``/crawl`` and ``/reload``;
+    ``chat_admins`` is the group administrator check (tests give one with a fake clock).
 
     Replies go through ``AIORateLimiter`` so a flood wait (429) on a reply is waited out and
     retried instead of losing the answer; alerts have their own paced dispatcher.
@@ -87,12 +93,17 @@ def build_application(
     prefs = PrefCommands(config, store, ruleset_provider)
     buttons = AlertButtons(config, store, ruleset_provider)
     admin = AdminCommands(config, store, ruleset_provider, reports=reports, on_crawl=on_crawl, on_reload=on_reload)
-    for name, callback in {**subscriber.handlers(), **prefs.handlers(), **admin.handlers()}.items():
-        app.add_handler(CommandHandler(name, callback))
-    app.add_handler(CallbackQueryHandler(buttons.button, pattern=r"^(mute|unwatch):"))
-    for pattern, callback in subscriber.button_handlers().items():
-        app.add_handler(CallbackQueryHandler(callback, pattern=pattern))
-    app.add_handler(CallbackQueryHandler(buttons.button))  # stale or foreign buttons still get an answer
+    gate = chat_admins or ChatAdmins()
+    for name, callback in {**subscriber.handlers(), **prefs.handlers()}.items():
+        app.add_handler(CommandHandler(name, gate.command(name, callback), filters=COMMAND_UPDATES))
+    for name, callback in admin.handlers().items():  # operators: AdminCommands checks the chat itself
+        app.add_handler(CommandHandler(name, callback, filters=COMMAND_UPDATES))
+    app.add_handler(CallbackQueryHandler(gate.button(buttons.button), pattern=r"^(mute|unwatch):"))
+    for pattern, callback in subscriber.button_handlers().items():  # the gate lets paging through
+        app.add_handler(CallbackQueryHandler(gate.button(callback), pattern=pattern))
+    # Stale or foreign buttons still get an answer; ungated: data not matching the pattern above
+    # is never obeyed (AlertButtons only acts on mute:/unwatch:).
+    app.add_handler(CallbackQueryHandler(buttons.button))
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, subscriber.migrated))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, subscriber.plain_text))
     app.add_handler(MessageHandler(filters.COMMAND, subscriber.unknown))  # same group: only if none above

@@ -1,7 +1,9 @@
-"""The buttons under an alert: "Mute this rule 24 h" and "Unwatch".
+"""The buttons under an alert: "Mute <place, group or rule> 24 h" and "Unwatch".
 
 ``alerts.telegram.alert_buttons`` puts them on each alert; a press comes back as a callback query
 whose data names the action and the alert key (or its hash, for keys over Telegram's 64 bytes).
+In groups and channels only the chat's administrators are obeyed: ``alerts.bot`` wraps ``button``
+in ``alerts.chatadmins``' gate.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from alerts import subscriptions
 from alerts.botbase import BotCommands
+from alerts.keys import SubscriptionKind, parse_alert_key
 from alerts.telegram import callback_key
 from core.store import utcnow
 
@@ -43,11 +46,27 @@ class AlertButtons(BotCommands):
         if action == "mute":
             until = utcnow() + BUTTON_MUTE
             await self.db(subscriptions.mute_rule, chat_id, key, until)
-            await query.answer(_answer_text(f"Muted {key} in this chat for 24 h."))
+            await query.answer(_answer_text(f"Muted {self.key_name(key)} in this chat for 24 h."))
             return
         removed = await self.db(subscriptions.remove_key, chat_id, key)
         done = f"Unwatched {key}." if removed else f"This chat no longer watches {key}."
         await query.answer(_answer_text(done))
+
+    def key_name(self, key: str) -> str:
+        """What an alert key is about, in words, for a button's (plain text) answer: the place or
+        group name, "matches near" a place, a rule's id and title; the key itself once the rules
+        no longer define it."""
+        kind, target = parse_alert_key(key)
+        ruleset = self.ruleset_provider()
+        if kind is SubscriptionKind.RULE:
+            rule = ruleset.rules.get(target)
+            # The id first: it is what /watch and /list show for a rule.
+            return f"{key} ({rule.title})" if rule is not None and rule.title else key
+        named = ruleset.groups if kind is SubscriptionKind.GROUP else ruleset.places
+        item = named.get(target)
+        if item is None or not item.name:
+            return key
+        return f"matches near {item.name}" if kind is SubscriptionKind.NEAR else item.name
 
     def _key_for_hash(self, conn: Connection, chat_id: str, digest: str) -> str | None:
         """The alert key whose ``alerts.telegram.callback_key`` is ``digest``: one of this chat's

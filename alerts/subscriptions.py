@@ -54,6 +54,7 @@ class Chat:
     paused: bool  # blocked the bot or gone: nothing is queued for it
     paused_reason: str | None
     created_at: datetime
+    tz: str | None = None  # IANA time zone of quiet hours, digest times and times shown; None: UTC
 
     @classmethod
     def from_row(cls, row: Row) -> Chat:
@@ -61,13 +62,13 @@ class Chat:
             chat_id=row.chat_id, kind=row.kind, title=row.title, muted_until=row.muted_until,
             quiet_start=row.quiet_start, quiet_end=row.quiet_end, digest=row.digest, digest_at=row.digest_at,
             pins=bool(row.pins), paused=bool(row.paused), paused_reason=row.paused_reason,
-            created_at=row.created_at,
+            created_at=row.created_at, tz=row._mapping.get("tz"),
         )
 
     @property
     def prefs(self) -> ChatPrefs:
         return ChatPrefs(muted_until=self.muted_until, quiet_start=self.quiet_start, quiet_end=self.quiet_end,
-                         digest=self.digest, digest_at=self.digest_at)
+                         digest=self.digest, digest_at=self.digest_at, tz=self.tz)
 
 
 @dataclass(frozen=True)
@@ -145,14 +146,18 @@ def set_chat_prefs(
     digest: DigestMode | _Keep = KEEP,
     digest_at: str | _Keep | None = KEEP,
     pins: bool | _Keep = KEEP,
+    tz: str | _Keep | None = KEEP,
 ) -> None:
-    """Update the preferences given (the others stay as they are).
+    """Update the preferences given (the others stay as they are). ``tz`` is an IANA name
+    (``chatprefs.parse_tz``), None for UTC.
 
     Alerts already held under the old preferences become due now: the dispatcher holds them
     again if the new ones still say so, else sends them (``/unmute`` must not wait for the old
     mute's end)."""
     given = {"muted_until": muted_until, "quiet_start": quiet_start, "quiet_end": quiet_end,
-             "digest": digest, "digest_at": digest_at, "pins": pins}
+             "digest": digest, "digest_at": digest_at, "pins": pins, "tz": tz}
+    if isinstance(tz, str) and ChatPrefs(tz=tz).zone_name != tz:
+        raise ValueError(f"unknown time zone {tz!r}")
     values = {column: value for column, value in given.items() if value is not KEEP}
     ensure_chat(conn, chat_id)
     if values:

@@ -65,3 +65,9 @@ def seed_files() -> list[Path]:
     files = sorted(SEEDS.glob("*.txt"))
     assert len(files) == 3, "seeds/ must hold the three sample articles"
     return files
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests first: they are the longest (subprocesses, servers), and the four workers
+    finish together when the long ones start early instead of trailing at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)

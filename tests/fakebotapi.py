@@ -4,6 +4,8 @@ python-telegram-bot talks to it through ``Bot(token, base_url=f"{fake.url}/bot")
 like Telegram does where Lookout cares: flood limits (429 with ``retry_after``), blocked users
 (403), unknown chats, invalid HTML and over-long texts (400), a wrong token (401). Faults are
 injectable (5xx, slow answers, forced 429) and every accepted message is recorded for assertions.
+Group administrators are set per chat (``set_admins``) and answered by ``getChatMember`` and
+``getChatAdministrators``.
 
 The limits are judged on ``clock`` (``time.monotonic`` unless given): tests that pace sends in
 virtual time (tests/support/clock.py) hand it the same fake clock, and the fake then judges, and
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 DEFAULT_TOKEN = "123456:TEST-fake-token_abcdefghijklmnop"
+DEFAULT_GROUP_USER = 1001
+"""Who types and presses in a group unless told: its creator, unless ``set_admins`` says who is."""
+GROUP_ANONYMOUS_BOT = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
+"""The ``from`` Telegram puts on a message an anonymous administrator sends "as the group"."""
 
 SEND_METHODS = frozenset({"sendMessage", "editMessageText", "sendLocation"})
 # Methods that only need a harmless success answer.
@@ -187,6 +193,8 @@ class FakeBotAPI:
         self._sends_open = 0
         self._slow_next: collections.deque[float] = collections.deque()
         self._fail_next: collections.deque[tuple[int, str]] = collections.deque()
+        self._fail_calls: dict[str, collections.deque[tuple[int, str]]] = {}  # method -> failures
+        self.admins: dict[str, list[dict[str, Any]]] = {}  # chat -> its administrators' users, owner first
         self._force_429: list[tuple[str | None, int]] = []  # (chat or None: any chat, retry_after)
         self._flood_until: dict[str, float] = {}
         self._global_times: collections.deque[float] = collections.deque()
@@ -255,6 +263,33 @@ class FakeBotAPI:
         with self.lock:
             self._force_429.extend([(None if chat_id is None else str(chat_id), retry_after)] * times)
 
+    def fail_calls(self, method: str, n: int = 1, status: int = 500,
+                   description: str = "Internal Server Error") -> None:
+        """The next ``n`` calls of ``method`` (not a send: see ``fail_next``) fail with ``status``."""
+        with self.lock:
+            self._fail_calls.setdefault(method, collections.deque()).extend([(status, description)] * n)
+
+    def set_admins(
+        self, chat_id: int | str, user_ids: list[int], *, names: dict[int, str] | None = None,
+        usernames: dict[int, str] | None = None, bots: list[int] | None = None,
+    ) -> None:
+        """The chat's administrators: the first of ``user_ids`` is its creator. ``names`` (first
+        names, "Admin <id>" by default) and ``usernames`` describe them; ``bots`` are administrators
+        too, but bots. Everyone else is a plain member. In a chat nobody set, the default user
+        (``DEFAULT_GROUP_USER``) is its creator, so tests that do not care about rights pass."""
+        names, usernames = names or {}, usernames or {}
+        users: list[dict[str, Any]] = []
+        for user_id in user_ids:
+            name = names.get(user_id, f"Admin {user_id}")
+            user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": name}
+            if user_id in usernames:
+                user["username"] = usernames[user_id]
+            users.append(user)
+        users.extend({"id": b, "is_bot": True, "first_name": f"Bot {b}", "username": f"bot{b}_bot"}
+                     for b in bots or [])
+        with self.lock:
+            self.admins[str(chat_id)] = users
+
     def block(self, *chat_ids: int | str) -> None:
         with self.lock:
             self.blocked.update(str(c) for c in chat_ids)
@@ -279,34 +314,55 @@ class FakeBotAPI:
 
     def inject_message(
         self, chat_id: int, text: str, *, user_id: int | None = None, chat_type: str | None = None,
-        username: str = "tester", chat_title: str | None = None,
+        username: str = "tester", chat_title: str | None = None, as_chat: bool = False,
+        sender_chat: dict[str, Any] | None = None,
     ) -> int:
-        """A user typing ``text`` in a chat; commands get their ``bot_command`` entity."""
-        user_id = user_id if user_id is not None else (chat_id if chat_id > 0 else 1001)
-        chat_type = chat_type or ("private" if chat_id > 0 else "group")
-        chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
-        if chat_type == "private":
-            chat["first_name"] = username
-        else:
-            chat["title"] = chat_title or f"Group {chat_id}"
+        """A user typing ``text`` in a chat; commands get their ``bot_command`` entity.
+
+        ``as_chat``: an anonymous administrator sending "as the group" (``sender_chat`` is the
+        chat, ``from`` Telegram's GroupAnonymousBot); ``sender_chat``: sent on behalf of some
+        other chat (a user's channel, a linked channel)."""
+        user_id = user_id if user_id is not None else (chat_id if chat_id > 0 else DEFAULT_GROUP_USER)
+        chat = self._chat_json(chat_id, chat_type, chat_title, username)
         message: dict[str, Any] = {
             "message_id": next(self._message_ids), "date": int(time.time()), "chat": chat,
             "from": {"id": user_id, "is_bot": False, "first_name": username, "username": username},
             "text": text,
         }
-        if text.startswith("/"):
-            command = text.split()[0]
-            message["entities"] = [{"type": "bot_command", "offset": 0, "length": utf16_len(command)}]
+        if as_chat:
+            message["from"], message["sender_chat"] = dict(GROUP_ANONYMOUS_BOT), dict(chat)
+        elif sender_chat is not None:
+            message["sender_chat"] = sender_chat
+        message.update(_command_entities(text))
         return self.inject_update({"message": message})
+
+    def inject_channel_post(self, chat_id: int, text: str, *, chat_title: str | None = None) -> int:
+        """A post in a channel: it has no ``from``, its sender is the channel itself."""
+        chat = self._chat_json(chat_id, "channel", chat_title or f"Channel {chat_id}", "")
+        post: dict[str, Any] = {"message_id": next(self._message_ids), "date": int(time.time()),
+                                "chat": chat, "sender_chat": dict(chat), "text": text}
+        post.update(_command_entities(text))
+        return self.inject_update({"channel_post": post})
+
+    @staticmethod
+    def _chat_json(chat_id: int, chat_type: str | None, title: str | None, username: str) -> dict[str, Any]:
+        chat_type = chat_type or ("private" if chat_id > 0 else "group")
+        chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
+        if chat_type == "private":
+            chat["first_name"] = username
+        else:
+            chat["title"] = title or f"Group {chat_id}"
+        return chat
 
     def inject_callback(
         self, chat_id: int, data: str, *, message_id: int | None = None, user_id: int | None = None,
-        message_text: str = "alert",
+        message_text: str = "alert", chat_type: str | None = None,
     ) -> int:
-        """A user pressing an inline button under one of the bot's messages."""
-        user_id = user_id if user_id is not None else (chat_id if chat_id > 0 else 1001)
-        chat_type = "private" if chat_id > 0 else "group"
-        query = {
+        """A user pressing an inline button under one of the bot's messages (in a channel the
+        message was posted as the channel, so it carries ``sender_chat``; the presser is a user)."""
+        user_id = user_id if user_id is not None else (chat_id if chat_id > 0 else DEFAULT_GROUP_USER)
+        chat_type = chat_type or ("private" if chat_id > 0 else "group")
+        query: dict[str, Any] = {
             "id": str(next(self._update_ids) * 1000 + 7),
             "from": {"id": user_id, "is_bot": False, "first_name": "tester"},
             "chat_instance": str(chat_id),
@@ -318,6 +374,8 @@ class FakeBotAPI:
                 "text": message_text,
             },
         }
+        if chat_type == "channel":
+            query["message"]["sender_chat"] = {"id": chat_id, "type": "channel", "title": f"Channel {chat_id}"}
         return self.inject_update({"callback_query": query})
 
     # -- assertions helpers ------------------------------------------------------------------
@@ -363,7 +421,19 @@ class FakeBotAPI:
             finally:
                 with self.lock:
                     self._sends_open -= 1
+        return self._other(method, params)
+
+    def _other(self, method: str, params: dict[str, Any]) -> Any:
+        """Every method but getUpdates and the sends."""
         with self.lock:
+            failures = self._fail_calls.get(method)
+            if failures:
+                status, description = failures.popleft()
+                if status >= 500:
+                    self.count_5xx += 1
+                raise _ApiError(status, description)
+            if method in ("getChatMember", "getChatAdministrators"):
+                return self._members(method, params)
             if method == "getMe":
                 return {"id": self.bot_id, "is_bot": True, "first_name": "Lookout",
                         "username": "lookout_test_bot", "can_join_groups": True,
@@ -388,6 +458,24 @@ class FakeBotAPI:
                 return True
             self.unknown_methods.append(method)
         raise _ApiError(404, "Not Found: method not found")
+
+    def _members(self, method: str, params: dict[str, Any]) -> Any:
+        """getChatMember and getChatAdministrators, from ``set_admins`` (the default user its
+        creator in a chat nobody set)."""
+        chat = str(params.get("chat_id", ""))
+        if chat in self.unknown_chats or not chat:
+            raise _ApiError(400, "Bad Request: chat not found")
+        admins = self.admins.get(chat)
+        if admins is None:
+            admins = [{"id": DEFAULT_GROUP_USER, "is_bot": False, "first_name": "tester", "username": "tester"}]
+        members = [_member_json(u, "creator" if i == 0 else "administrator") for i, u in enumerate(admins)]
+        if method == "getChatAdministrators":
+            if not _is_group(chat):
+                raise _ApiError(400, "Bad Request: there are no administrators in the private chat")
+            return members
+        user_id = int(params.get("user_id") or 0)
+        found = next((m for m in members if m["user"]["id"] == user_id), None)
+        return found or _member_json({"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}, "member")
 
     def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
@@ -537,6 +625,27 @@ class FakeBotAPI:
             "from": {"id": self.bot_id, "is_bot": True, "first_name": "Lookout", "username": "lookout_test_bot"},
             "text": text,
         }
+
+
+_ADMIN_RIGHTS = ("can_be_edited", "can_manage_chat", "can_delete_messages", "can_manage_video_chats",
+                 "can_restrict_members", "can_promote_members", "can_change_info", "can_invite_users",
+                 "can_post_stories", "can_edit_stories", "can_delete_stories")
+
+
+def _member_json(user: dict[str, Any], status: str) -> dict[str, Any]:
+    """A ChatMember as Telegram sends it: the fields each status requires."""
+    member: dict[str, Any] = {"user": dict(user), "status": status}
+    if status in ("creator", "administrator"):
+        member["is_anonymous"] = False
+    if status == "administrator":
+        member.update(dict.fromkeys(_ADMIN_RIGHTS, True), can_be_edited=False)
+    return member
+
+
+def _command_entities(text: str) -> dict[str, Any]:
+    if not text.startswith("/"):
+        return {}
+    return {"entities": [{"type": "bot_command", "offset": 0, "length": utf16_len(text.split()[0])}]}
 
 
 def _is_group(chat: str) -> bool:
