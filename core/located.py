@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import AliasEvent, NodeEvent
 
 if TYPE_CHECKING:
     import os
@@ -90,6 +91,62 @@ def load_yaml(path: str | os.PathLike[str]) -> Any:
     return load_yaml_text(text, str(path))
 
 
+MAX_FLOW_DEPTH = 64  # nested [ ] / { }: ruamel's parser slows with the square of the nesting
+
+
+def yaml_alias_errors(text: str, path: str) -> list[LocatedError]:
+    """Every anchor (``&name``) and alias (``*name``) in ``text``, as located errors: for files
+    that must not use them (an alias repeats a node without its text, so a kilobyte of nested
+    aliases can stand for billions of nodes). Reads parser events only: nothing is built; flow
+    collections nested deeper than ``MAX_FLOW_DEPTH`` are refused before the parser sees them."""
+    if (too_deep := _flow_too_deep(text, path)) is not None:
+        return [too_deep]
+    found: list[LocatedError] = []
+    try:
+        for event in _yaml().parse(text):
+            mark = event.start_mark
+            where = Location(path, mark.line + 1, mark.column + 1)
+            if isinstance(event, AliasEvent):
+                found.append(LocatedError(where, f"YAML alias '*{event.anchor}' is not allowed here: "
+                                                 "write the value out"))
+            elif isinstance(event, NodeEvent) and event.anchor is not None:
+                found.append(LocatedError(where, f"YAML anchor '&{event.anchor}' is not allowed here: "
+                                                 "write each value out"))
+    except (MarkedYAMLError, RecursionError):
+        return found  # the syntax error itself is reported by load_yaml_text
+    return found
+
+
+def _flow_too_deep(text: str, path: str) -> LocatedError | None:
+    """Where ``[``/``{`` nesting first passes ``MAX_FLOW_DEPTH`` (outside quoted scalars and
+    comments). A quote opens a scalar only where one can start (``A'zaz`` is a plain word)."""
+    depth, line, col, quote, comment = 0, 1, 0, "", False
+    previous, last_sign = "\n", "\n"  # the last character, the last one that is not a space
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col, comment = line + 1, 0, False
+        elif comment:
+            pass
+        elif quote:
+            if ch == quote and not (quote == '"' and previous == "\\"):
+                quote = ""
+        elif ch in "'\"" and last_sign in "\n[{,:-?":
+            quote = ch
+        elif ch == "#" and previous in " \t\n":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_FLOW_DEPTH:
+                return LocatedError(Location(path, line, col), f"YAML nested more than {MAX_FLOW_DEPTH} levels deep")
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        previous = ch
+        if ch == "\n" or not ch.isspace():
+            last_sign = ch
+    return None
+
+
 def load_yaml_text(text: str, path: str) -> Any:
     try:
         return _yaml().load(text)
@@ -98,6 +155,8 @@ def load_yaml_text(text: str, path: str) -> Any:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = " ".join(p for p in (exc.context, exc.problem) if p) or str(exc)
         raise LocatedErrors([LocatedError(Location(path, line, col), f"YAML syntax: {problem}")]) from None
+    except RecursionError:  # the parser recurses per nesting level
+        raise LocatedErrors([LocatedError(Location(path, 1, 1), "YAML nested too deeply")]) from None
 
 
 def node_location(path: str, node: object, key: object = None) -> Location:

@@ -15,7 +15,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.located import ErrorCollector, LocatedErrors, Location, load_yaml_text, node_location, value_location
+from core.located import (
+    ErrorCollector,
+    LocatedErrors,
+    Location,
+    load_yaml_text,
+    node_location,
+    value_location,
+    yaml_alias_errors,
+)
 from rules.areas import PendingArea, finish_areas, read_area
 from rules.index import CompiledRuleset, compile_ruleset
 from rules.model import Area, Example, Group, Node, Place, Rule, Ruleset
@@ -33,6 +41,7 @@ TOP_KEYS = ("places", "groups", "areas", "rules")
 RULE_KEYS = ("id", "title", "severity", "all", "any", "none", "within", "notify", "examples", "description")
 SEVERITIES = tuple(s.value for s in Severity)
 DEFAULT_SEVERITY = Severity.MEDIUM
+MAX_RULE_FILE_BYTES = 1024 * 1024  # a rule file this big is a mistake (or an attack), not a rule set
 
 
 def rule_files(paths: Iterable[str | os.PathLike[str]], errors: ErrorCollector | None = None) -> list[Path]:
@@ -85,6 +94,14 @@ def load_ruleset_texts(
         text = texts[path]
         # File names and contents only: a snapshot of the same files elsewhere has the same version.
         digest.update(Path(path).name.encode() + b"\0" + text.encode() + b"\0")
+        if len(text.encode("utf-8")) > MAX_RULE_FILE_BYTES:
+            errors.add(Location(path, 1, 1), f"rule file over {MAX_RULE_FILE_BYTES // 1024} KB: split it into "
+                                             "several files")
+            continue
+        # Refused before the file is built: nested aliases can make a small file a huge tree.
+        if refused := yaml_alias_errors(text, path):
+            errors.extend(refused)
+            continue
         try:
             data = load_yaml_text(text, path)
         except LocatedErrors as exc:

@@ -23,16 +23,21 @@ ListCombinator = Literal["all", "any", "none"]
 """The combinators written as a list of terms (``at_least`` is a mapping: ``{n, of}``)."""
 TERM_KEYS = (*TERM_KINDS, *COMBINATORS, "case")
 REFERENCE_KINDS = ("place", "group", "area")  # terms naming an id some rule file defines
+MAX_DEPTH = 12  # nested combinators: deeper is no rule a person writes, and costs a recursion each
 
 
-def read_combinator(reader: YamlReader, path: str, parent: YamlMapping, op: ListCombinator, what: str) -> Node | None:
+def read_combinator(reader: YamlReader, path: str, parent: YamlMapping, op: ListCombinator, what: str,
+                    depth: int = 1) -> Node | None:
     """``parent[op]``, a list of terms, as a node; None when any term has a problem."""
-    children = _read_terms(reader, path, parent, op, what)
+    if depth > MAX_DEPTH:
+        reader.err(node_location(path, parent, op), f"{what}: terms nested more than {MAX_DEPTH} levels deep")
+        return None
+    children = _read_terms(reader, path, parent, op, what, depth)
     return Node(op, children) if children is not None else None
 
 
 def _read_terms(
-    reader: YamlReader, path: str, parent: YamlMapping, key: str, what: str
+    reader: YamlReader, path: str, parent: YamlMapping, key: str, what: str, depth: int
 ) -> tuple[Node | Term, ...] | None:
     items = parent[key]
     if not isinstance(items, list) or not items:
@@ -41,7 +46,7 @@ def _read_terms(
     children = []
     ok = True
     for j in range(len(items)):
-        child = read_term(reader, path, items, j, what)
+        child = read_term(reader, path, items, j, what, depth)
         if child is None:
             ok = False
         else:
@@ -49,7 +54,8 @@ def _read_terms(
     return tuple(children) if ok else None
 
 
-def read_term(reader: YamlReader, path: str, items: YamlList, j: int, what: str) -> Node | Term | None:
+def read_term(reader: YamlReader, path: str, items: YamlList, j: int, what: str,
+              depth: int = 1) -> Node | Term | None:
     """``items[j]``: a term such as ``- place: azaz``, or a nested combinator."""
     node = items[j]
     where = value_location(path, items, j)
@@ -67,9 +73,9 @@ def read_term(reader: YamlReader, path: str, items: YamlList, j: int, what: str)
         reader.err(node_location(path, node, "case"), f"{what}: 'case' applies to keyword terms only")
     match kind:
         case "all" | "any" | "none":
-            return read_combinator(reader, path, node, kind, what)
+            return read_combinator(reader, path, node, kind, what, depth + 1)
         case "at_least":
-            return _read_at_least(reader, path, node, what, where)
+            return _read_at_least(reader, path, node, what, where, depth + 1)
         case _:
             return _read_leaf(reader, path, node, kind, what)
 
@@ -78,7 +84,11 @@ def _is_term_key(key: object) -> TypeGuard[TermKind | Combinator]:
     return key in TERM_KINDS or key in COMBINATORS
 
 
-def _read_at_least(reader: YamlReader, path: str, node: YamlMapping, what: str, where: Location) -> Node | None:
+def _read_at_least(reader: YamlReader, path: str, node: YamlMapping, what: str, where: Location,
+                   depth: int) -> Node | None:
+    if depth > MAX_DEPTH:
+        reader.err(where, f"{what}: terms nested more than {MAX_DEPTH} levels deep")
+        return None
     spec = reader.mapping(path, node, "at_least", f"{what}: at_least")
     if spec is None:
         return None
@@ -87,7 +97,7 @@ def _read_at_least(reader: YamlReader, path: str, node: YamlMapping, what: str, 
     if "of" not in spec:
         reader.err(value_location(path, node, "at_least"), f"{what}: at_least: missing 'of'")
         return None
-    children = _read_terms(reader, path, spec, "of", f"{what}: at_least")
+    children = _read_terms(reader, path, spec, "of", f"{what}: at_least", depth)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         reader.err(
             value_location(path, spec, "n") if "n" in spec else where,
