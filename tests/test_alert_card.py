@@ -46,7 +46,8 @@ def test_mute_button_names_the_place_group_or_rule():
     assert len(long) <= len("🔕 Mute  24 h") + MAX_BUTTON_NAME and "…" in long
 
 
-def test_sent_alerts_carry_the_named_mute_button(store, fake):
+def test_sent_alerts_carry_the_named_mute_button(sqlite_store, fake):
+    store = sqlite_store
     alert(store, ["71"], match=make_match())  # a rule subscription: the rule's title
     with store.begin() as conn:  # a place subscription's alert: the place's name
         article_id = conn.execute(select(outbox.c.article_id)).scalar_one()

@@ -385,11 +385,12 @@ def test_cli_send_without_token(tmp_path, capsys):
 
 def test_timed_out_send_is_retried_once_so_at_most_one_duplicate(store, fake):
     # Telegram took the message but answered after our read timeout: maybe delivered.
-    fake.slow_next(1, 1.0)
+    fake.slow_next(1, 3.0)
     alert(store, ["131"])
 
     async def go():
-        async with PTBSender(DEFAULT_TOKEN, fake.url, read_timeout=0.3) as sender:
+        # A read timeout a busy machine's answers stay well inside; the slow one never does.
+        async with PTBSender(DEFAULT_TOKEN, fake.url, read_timeout=1.0) as sender:
             return await Dispatcher(store, sender, config(max_attempts=3), backoff_base=0.05).drain()
 
     summary = asyncio.run(go())

@@ -80,7 +80,9 @@ def test_flood_wait_and_channel_backlog_hold_up_no_other_chat(store, vfake, cloc
     assert set(states(store)) == {"sent"}
 
 
-def test_a_backlog_longer_than_max_backlog_goes_out_as_a_digest(store, vfake, clock):
+def test_a_backlog_longer_than_max_backlog_goes_out_as_a_digest(sqlite_store, vfake, clock):
+    # Pacing does not depend on the store: the flood-wait test above runs the queries on PostgreSQL.
+    store = sqlite_store
     fake = vfake
     cfg = config(max_backlog="30s")  # a group sends one message every 3 s
     for i in range(15):
@@ -97,7 +99,9 @@ def test_a_backlog_longer_than_max_backlog_goes_out_as_a_digest(store, vfake, cl
     assert set(states(store)) == {"sent"}
 
 
-def test_bursts_to_one_private_chat_and_one_group_draw_no_429(store, vfake, clock):
+def test_bursts_to_one_private_chat_and_one_group_draw_no_429(sqlite_store, vfake, clock):
+    # Pacing does not depend on the store: the flood-wait test above runs the queries on PostgreSQL.
+    store = sqlite_store
     fake = vfake
     with store.begin() as conn:  # pins: each alert to this chat is followed by a map pin
         conn.execute(chats.insert().values(chat_id="900", kind="private", pins=True, created_at=utcnow()))
@@ -119,7 +123,9 @@ def test_bursts_to_one_private_chat_and_one_group_draw_no_429(store, vfake, cloc
     assert len(group) == 25 and all(b - a >= 2.99 for a, b in itertools.pairwise(group))
 
 
-def test_drain_returns_by_its_deadline_and_says_what_waits(store, vfake, clock):
+def test_drain_returns_by_its_deadline_and_says_what_waits(sqlite_store, vfake, clock):
+    # Pacing does not depend on the store: the flood-wait test above runs the queries on PostgreSQL.
+    store = sqlite_store
     fake = vfake
     fake.force_429(chat_id="1200", retry_after=3600)
     alert(store, ["1200"], title="Held an hour")
