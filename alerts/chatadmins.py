@@ -37,7 +37,7 @@ from alerts.botbase import BotCommands
 from alerts.format import esc
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from telegram import Bot, Update
     from telegram.ext import ContextTypes
@@ -182,12 +182,11 @@ class ChatAdmins:
             if shows_without_arguments and not context.args:  # "/tz" alone only shows the zone
                 await handler(update, context)
                 return
-            verdict = await self.verdict(update, context.bot)
-            if verdict is Verdict.ALLOWED:
-                await handler(update, context)
-                return
-            text = await self.refusal(update, context.bot, verdict)
-            await BotCommands.reply(update, esc(text))  # replies are HTML; names are user-supplied
+
+            async def tell(text: str) -> None:
+                await BotCommands.reply(update, esc(text))  # replies are HTML; names are user-supplied
+
+            await self._obey_or_refuse(update, context, handler, tell)
 
         return gated
 
@@ -201,14 +200,22 @@ class ChatAdmins:
             if query is None or (query.data or "").startswith(PAGING_PREFIX):
                 await handler(update, context)
                 return
-            verdict = await self.verdict(update, context.bot)
-            if verdict is Verdict.ALLOWED:
-                await handler(update, context)
-                return
-            text = await self.refusal(update, context.bot, verdict)
-            await query.answer(_clip(text, _ANSWER_LIMIT))  # a button's answer is plain text
+
+            async def tell(text: str) -> None:
+                await query.answer(_clip(text, _ANSWER_LIMIT))  # a button's answer is plain text
+
+            await self._obey_or_refuse(update, context, handler, tell)
 
         return gated
+
+    async def _obey_or_refuse(self, update: Update, context: ContextTypes.DEFAULT_TYPE, handler: Handler,
+                              tell: Callable[[str], Awaitable[None]]) -> None:
+        """Run ``handler`` for an administrator; tell anyone else who can."""
+        verdict = await self.verdict(update, context.bot)
+        if verdict is Verdict.ALLOWED:
+            await handler(update, context)
+            return
+        await tell(await self.refusal(update, context.bot, verdict))
 
 
 def _display_name(user: User) -> str:
