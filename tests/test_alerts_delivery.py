@@ -74,7 +74,9 @@ def test_chat_limits_kept_in_real_time(sqlite_store):
     assert fake.count_429 == 0
     assert summary.sent == 8 and summary.failed == 0
     private = [m.at for m in fake.messages(100)]
-    assert conforms(private, rate=5.0, burst=1), private  # five a second, never two at once
+    # Five a second, never two at once; a send may leave up to 50 ms late after its slot (a claim
+    # committed first), as the fake, like Telegram, allows.
+    assert conforms(private, rate=5.0, burst=1, tolerance=0.05), private
     assert private[-1] - private[0] >= 0.75  # 5 messages cannot fit in less than 0.8 s
     group = [m.at for m in fake.messages(-200)]
     assert all(b - a >= 0.15 for a, b in itertools.pairwise(group)), group  # 0.2 s, less 50 ms
