@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from alerts import subscriptions
 from alerts.botbase import BotCommands
 from alerts.keys import SubscriptionKind, parse_alert_key
-from alerts.telegram import callback_key
+from alerts.telegram import callback_answer, callback_key
 from core.store import utcnow
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from telegram.ext import ContextTypes
 
 BUTTON_MUTE = timedelta(hours=24)
-CALLBACK_ANSWER_LIMIT = 200  # characters Telegram shows in a button's answer
 
 
 class AlertButtons(BotCommands):
@@ -46,11 +45,11 @@ class AlertButtons(BotCommands):
         if action == "mute":
             until = utcnow() + BUTTON_MUTE
             await self.db(subscriptions.mute_rule, chat_id, key, until)
-            await query.answer(_answer_text(f"Muted {self.key_name(key)} in this chat for 24 h."))
+            await query.answer(callback_answer(f"Muted {self.key_name(key)} in this chat for 24 h."))
             return
         removed = await self.db(subscriptions.remove_key, chat_id, key)
         done = f"Unwatched {key}." if removed else f"This chat no longer watches {key}."
-        await query.answer(_answer_text(done))
+        await query.answer(callback_answer(done))
 
     def key_name(self, key: str) -> str:
         """What an alert key is about, in words, for a button's (plain text) answer: the place or
@@ -74,8 +73,3 @@ class AlertButtons(BotCommands):
         keys = [s.alert_key for s in subscriptions.list_for_chat(conn, chat_id)]
         keys.extend(self.ruleset_provider().rules)
         return next((k for k in keys if callback_key(k) == digest), None)
-
-
-def _answer_text(text: str) -> str:
-    limit = CALLBACK_ANSWER_LIMIT
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -35,6 +35,7 @@ from telegram.error import TelegramError
 
 from alerts.botbase import BotCommands
 from alerts.format import esc
+from alerts.telegram import callback_answer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -64,7 +65,6 @@ SHOW_WITHOUT_ARGUMENTS = frozenset({"tz"})
 
 _ADMIN_STATUSES = frozenset({ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR})
 _SHARED_CHATS = frozenset({Chat.GROUP, Chat.SUPERGROUP, Chat.CHANNEL})
-_ANSWER_LIMIT = 200  # characters Telegram shows in a button's answer
 
 
 class Verdict(Enum):
@@ -202,7 +202,7 @@ class ChatAdmins:
                 return
 
             async def tell(text: str) -> None:
-                await query.answer(_clip(text, _ANSWER_LIMIT))  # a button's answer is plain text
+                await query.answer(callback_answer(text))  # a button's answer is plain text
 
             await self._obey_or_refuse(update, context, handler, tell)
 
@@ -224,7 +224,3 @@ def _display_name(user: User) -> str:
 
 def _joined(names: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -153,7 +153,6 @@ class Dispatcher:
         self._fatal: Fatal | None = None
         self._last_recovery: float | None = None
         self._last_pass = float("-inf")
-        self.peak_in_flight = 0  # most sends claimed at once (what a crash could have cost)
 
     # -- entry points -----------------------------------------------------------------------------
     async def run_once(self) -> DispatchSummary:
@@ -234,10 +233,6 @@ class Dispatcher:
     def flood_waits(self) -> dict[str, float]:
         """Chats in a flood wait (Telegram answered 429), with the seconds left."""
         return self.limiter.flood_waits()
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._sending)
 
     # -- the pass -------------------------------------------------------------------------------
     async def _pass(self) -> float | None:
@@ -426,7 +421,6 @@ class Dispatcher:
         fresh, views = claimed
         ids = [r.id for r in fresh]
         self._claimed.update(ids)
-        self.peak_in_flight = max(self.peak_in_flight, len(self._sending))
         try:
             buttons: tuple[Button, ...] = ()
             if len(fresh) == 1:
@@ -549,23 +543,17 @@ class Dispatcher:
         wait (its rate, a flood wait, a network error); the edit stays due."""
         assert row.message_id is not None  # ledger.edits_due: sent rows only
         message_id = row.message_id
-        with self.store.connect() as conn:
-            same = ledger.in_message(conn, row.chat_id, message_id) or [row]
-        views = self._views(same)
-        buttons: tuple[Button, ...] = ()
-        if len(same) == 1:
-            html, buttons = render_alert(views[row.id]), alert_buttons(row.alert_key, _muted_name(views[row.id]))
-        else:
-            rendered = render_digest([views[r.id] for r in same])
-            if len(rendered) > 1:
-                with self.store.begin() as conn:
-                    ledger.clear_edit(conn, row.id, self.clock(), "also-edit skipped: digest would not fit")
-                return True
-            html = rendered[0]
-        if self.limiter.chat_ready_at(row.chat_id) > self.limiter.clock():
-            self._not_before[row.chat_id] = self.limiter.chat_ready_at(row.chat_id)
+        # Whether the chat may send comes first: a waiting chat's edit is not rendered each pass.
+        ready = self.limiter.chat_ready_at(row.chat_id)
+        if ready > self.limiter.clock():
+            self._not_before[row.chat_id] = ready
             return False
+        planned = await asyncio.to_thread(self._plan_edit, row, message_id)
+        if planned is None:
+            return True
+        same, html, buttons = planned
         note: str | None = None
+        gone: str | None = None
         async with self._send_slots:
             await self.limiter.acquire(row.chat_id)  # ready: this waits for the global pace only
             try:
@@ -581,15 +569,37 @@ class Dispatcher:
                 self._not_before[row.chat_id] = self.limiter.clock() + self._backoff(1)
                 return False
             except ChatGone as exc:
-                with self.store.begin() as conn:
-                    self._totals.cancelled += pause_chat(conn, row.chat_id, exc.reason, self.clock())
+                gone = exc.reason
                 note = f"edit not possible: {exc.reason}"
             except DeliveryError as exc:
                 note = f"edit not possible: {exc.reason}"
+        self._totals.cancelled += await asyncio.to_thread(self._settle_edit, row.chat_id, same, note, gone)
+        return True
+
+    def _plan_edit(self, row: OutboxRow, message_id: int,
+                   ) -> tuple[list[OutboxRow], str, tuple[Button, ...]] | None:
+        """(runs in a worker thread) The alerts the message shows and its new text and buttons;
+        None when the digest it is would no longer fit (the edit is dropped with a note)."""
+        with self.store.connect() as conn:
+            same = ledger.in_message(conn, row.chat_id, message_id) or [row]
+        views = self._views(same)
+        if len(same) == 1:
+            return same, render_alert(views[row.id]), alert_buttons(row.alert_key, _muted_name(views[row.id]))
+        rendered = render_digest([views[r.id] for r in same])
+        if len(rendered) > 1:
+            with self.store.begin() as conn:
+                ledger.clear_edit(conn, row.id, self.clock(), "also-edit skipped: digest would not fit")
+            return None
+        return same, rendered[0], ()
+
+    def _settle_edit(self, chat_id: str, same: list[OutboxRow], note: str | None, gone: str | None) -> int:
+        """(runs in a worker thread) The edit is done with: pause a chat that is gone (returns the
+        alerts cancelled), clear the rows' flags."""
         with self.store.begin() as conn:
+            cancelled = pause_chat(conn, chat_id, gone, self.clock()) if gone is not None else 0
             for r in same:
                 ledger.clear_edit(conn, r.id, self.clock(), note)
-        return True
+        return cancelled
 
     # -- what an alert shows ----------------------------------------------------------------------
     def _views(self, rows: Sequence[OutboxRow]) -> dict[int, AlertView]:

@@ -32,6 +32,7 @@ MAX_TITLE = 300
 MAX_NAME = 120
 MAX_ALSO = 12
 SEVERITY_ICONS = {Severity.HIGH: "🔴 HIGH", Severity.MEDIUM: "🟠 MEDIUM", Severity.LOW: "🟡 LOW"}
+SEVERITY_DOTS = {Severity.HIGH: "🔴", Severity.MEDIUM: "🟠", Severity.LOW: "🟡"}  # in lists of rules
 SNIPPET_AROUND = 160  # characters either side of a mention when there is no rule snippet
 
 
@@ -138,7 +139,7 @@ def esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def _shown(text: str | None, limit: int = MAX_NAME) -> str:
+def shown(text: str | None, limit: int = MAX_NAME) -> str:
     """Scraped or rule-file text on one line, shortened to ``limit`` characters, escaped."""
     clean = " ".join((text or "").split())
     if len(clean) > limit:
@@ -182,12 +183,12 @@ def _heading(view: AlertView) -> str:
         severity = _severity(view)
         icon = SEVERITY_ICONS[severity] if severity else "🔵 ALERT"
         title = view.rule_title or (view.match.title if view.match else "")
-        return f"{icon} · {_shown(title)}"
-    return f"📍 New mention · {_shown(view.label or '?')}"
+        return f"{icon} · {shown(title)}"
+    return f"📍 New mention · {shown(view.label or '?')}"
 
 
 def _footer(view: AlertView) -> str:
-    parts = [_shown(view.outlet)] if view.outlet else []
+    parts = [shown(view.outlet)] if view.outlet else []
     if (d := _date(view.published)) is not None:
         parts.append(d)
     parts.append(f'<a href="{esc(view.url)}">Read</a>')
@@ -201,9 +202,9 @@ def also_line(outlets: Sequence[str]) -> str | None:
             names.append(o)
     if not names:
         return None
-    shown = ", ".join(_shown(o, 60) for o in names[:MAX_ALSO])
+    listed = ", ".join(shown(o, 60) for o in names[:MAX_ALSO])
     more = f" and {len(names) - MAX_ALSO} more" if len(names) > MAX_ALSO else ""
-    return f"Also: {shown}{more}"
+    return f"Also: {listed}{more}"
 
 
 def _snippet_source(view: AlertView) -> tuple[str, tuple[tuple[int, int], ...]]:
@@ -254,12 +255,12 @@ def render_snippet(snippet: str, marks: Sequence[tuple[int, int]], budget: int) 
 
 def render_alert(view: AlertView) -> str:
     """One alert, Telegram HTML, within ``TELEGRAM_TEXT_LIMIT`` as Telegram counts it."""
-    title = f"<b>{_shown(view.title, MAX_TITLE)}</b>" if view.title.strip() else ""
+    title = f"<b>{shown(view.title, MAX_TITLE)}</b>" if view.title.strip() else ""
     place = _place_line(view)
     lines_before = [_heading(view), title]
     lines_after = [_footer(view)]
     if place:
-        lines_after.append(f"📍 {_shown(place, 200)}")
+        lines_after.append(f"📍 {shown(place, 200)}")
     if (also := also_line(view.also)) is not None:
         lines_after.append(also)
     snippet, marks = _snippet_source(view)
@@ -279,10 +280,10 @@ def _digest_entry(view: AlertView) -> str:
     severity = _severity(view)
     label = SEVERITY_ICONS[severity] if severity else "📍"
     what = view.rule_title or (view.match.title if view.match else None) or view.label or ""
-    source = " · ".join(x for x in [_shown(view.outlet) if view.outlet else "", _date(view.published) or ""] if x)
+    source = " · ".join(x for x in [shown(view.outlet) if view.outlet else "", _date(view.published) or ""] if x)
     link = f'<a href="{esc(view.url)}">Read</a>'
-    lines = [f"{label} · <b>{_shown(view.title, MAX_TITLE)}</b>",
-             f"{_shown(what)} · {source + ' · ' if source else ''}{link}"]
+    lines = [f"{label} · <b>{shown(view.title, MAX_TITLE)}</b>",
+             f"{shown(what)} · {source + ' · ' if source else ''}{link}"]
     snippet, marks = _snippet_source(view)
     if snippet:
         one_line = re.sub(r"\s", " ", snippet)  # same length: the marks' offsets still hold
@@ -298,7 +299,7 @@ def render_digest(views: Sequence[AlertView], *, heading: str | None = None) -> 
     if not views:
         return []
     head = heading or f"🗞 Digest · {len(views)} alert{'s' if len(views) != 1 else ''}"
-    head_html = f"<b>{_shown(head)}</b>"
+    head_html = f"<b>{shown(head)}</b>"
     messages: list[str] = []
     current = head_html
     for view in views:

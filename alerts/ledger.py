@@ -149,10 +149,6 @@ def _unclaimed() -> dict[str, Any]:
     return {"claimed_by": None, "claimed_at": None, "lease_until": None}
 
 
-def in_flight_count(conn: Connection) -> int:
-    return conn.execute(select(func.count()).where(outbox.c.state == OutboxState.SENDING)).scalar_one()
-
-
 # -- outcomes -------------------------------------------------------------------------------------
 
 def mark_sent(conn: Connection, ids: Sequence[int], message_id: int | None, now: datetime,

@@ -20,10 +20,10 @@ from telegram.error import BadRequest
 
 from alerts import chatprefs, discovery, subscriptions
 from alerts.botbase import BotCommands, echo
-from alerts.format import clip_reply, esc
+from alerts.format import SEVERITY_DOTS, clip_reply, esc, shown
 from alerts.keys import SubscriptionKind, alert_key
 from alerts.prefcommands import PREF_COMMANDS
-from alerts.telegram import CALLBACK_LIMIT, callback_key
+from alerts.telegram import CALLBACK_LIMIT, button_name, callback_answer, callback_key
 from core.store import utcnow
 from rules.fold import fold
 
@@ -70,11 +70,8 @@ LISTINGS: dict[str, SubscriptionKind] = {
     "places": SubscriptionKind.PLACE, "groups": SubscriptionKind.GROUP, "rules": SubscriptionKind.RULE,
 }
 WATCHABLE = frozenset(LISTINGS.values())
-BUTTON_LABEL = 32  # characters of a name on a "Watch" button
-ANSWER_LIMIT = 200  # characters Telegram shows in a button's answer
 STALE_BUTTON = "This button no longer works."
 MAX_SUGGESTED_KEYS = 10
-SEVERITY_DOTS = {"high": "🔴", "medium": "🟠", "low": "🟡"}
 
 
 @dataclass(frozen=True)
@@ -234,7 +231,7 @@ class SubscriberCommands(BotCommands):
         if kind is SubscriptionKind.RULE:
             return [
                 Entry(kind, r.id, r.title,
-                      f"• {SEVERITY_DOTS.get(str(r.severity), '')} <b>{_shown(r.title)}</b> <code>{esc(r.id)}</code>")
+                      f"• {SEVERITY_DOTS[r.severity]} <b>{shown(r.title)}</b> <code>{esc(r.id)}</code>")
                 for r in ruleset.rules.values()
             ]
         named: Sequence[Place | Group] = list(
@@ -242,8 +239,8 @@ class SubscriberCommands(BotCommands):
         )
         out = []
         for item in sorted(named, key=lambda i: (fold(i.name), i.id)):
-            also = f" · also {_shown(', '.join(item.aliases[:3]))}" if item.aliases else ""
-            line = f"• <b>{_shown(item.name)}</b> <code>{esc(item.id)}</code>{also}"
+            also = f" · also {shown(', '.join(item.aliases[:3]))}" if item.aliases else ""
+            line = f"• <b>{shown(item.name)}</b> <code>{esc(item.id)}</code>{also}"
             out.append(Entry(kind, item.id, item.name, line))
         return out
 
@@ -260,7 +257,7 @@ class SubscriberCommands(BotCommands):
         if count > 1:
             heading += f", page {number}/{count}"
         text = "\n".join([heading, *(e.line for e in shown), "", "Tap Watch, or send /watch &lt;id or name&gt;."])
-        buttons = [InlineKeyboardButton(f"Watch {_label(e.name)}", callback_data=watch_data(e.kind, e.id))
+        buttons = [InlineKeyboardButton(f"Watch {button_name(e.name)}", callback_data=watch_data(e.kind, e.id))
                    for e in shown]
         rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
         turn = []
@@ -308,7 +305,7 @@ class SubscriberCommands(BotCommands):
         chat_id = await self.touch_chat(update)
         added = await self.db(subscriptions.add, chat_id, kind, target_id)
         done = f"Watching {kind} {name}." if added else f"This chat already watches {kind} {name}."
-        await query.answer(_short(f"{done} /list shows all, /unwatch {target_id} stops it."))
+        await query.answer(callback_answer(f"{done} /list shows all, /unwatch {target_id} stops it."))
 
     def watchable(self, kind_text: str, target: str) -> tuple[SubscriptionKind, str, str] | None:
         """The place, group or rule a "Watch" button names (by id, or by ``#<callback_key>``)."""
@@ -520,24 +517,9 @@ def watch_data(kind: SubscriptionKind, target: str) -> str:
 def story_line(story: RecentStory) -> str:
     """• <title, linked> — outlet, 1 Jun 2016"""
     date = story.date
-    outlet = f"{_shown(story.outlet)}, " if story.outlet else ""
-    title = _shown(story.title) or esc(story.url)
+    outlet = f"{shown(story.outlet)}, " if story.outlet else ""
+    title = shown(story.title) or esc(story.url)
     return f'• <a href="{esc(story.url)}">{title}</a> — {outlet}{date.day} {date:%b %Y}'
-
-
-def _shown(text: str | None, limit: int = 120) -> str:
-    """Rule-file or scraped text on one line, shortened, escaped."""
-    clean = " ".join((text or "").split())
-    return esc(clean if len(clean) <= limit else clean[: limit - 1].rstrip() + "…")
-
-
-def _label(name: str) -> str:
-    clean = " ".join(name.split())
-    return clean if len(clean) <= BUTTON_LABEL else clean[: BUTTON_LABEL - 1].rstrip() + "…"
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= ANSWER_LIMIT else text[: ANSWER_LIMIT - 1] + "…"
 
 
 def _page_count(entries: int) -> int:

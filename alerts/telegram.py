@@ -131,16 +131,26 @@ def callback_key(alert_key: str) -> str:
 
 
 MAX_BUTTON_NAME = 32  # characters of a name on a button: the keyboard stays one row on a phone
+CALLBACK_ANSWER_LIMIT = 200  # characters Telegram shows in a button's answer
+
+
+def button_name(name: str) -> str:
+    """A name as a button shows it: on one line, at most ``MAX_BUTTON_NAME`` characters."""
+    clean = " ".join(name.split())
+    return clean if len(clean) <= MAX_BUTTON_NAME else clean[: MAX_BUTTON_NAME - 1].rstrip() + "…"
+
+
+def callback_answer(text: str) -> str:
+    """``text`` within what Telegram shows of a button's answer."""
+    limit = CALLBACK_ANSWER_LIMIT
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def alert_buttons(alert_key: str, name: str | None = None) -> tuple[Button, ...]:
     """The buttons under an alert; the mute button names what it mutes (the place, group or
     rule the alert is for), "this rule" when nothing names it."""
-    shown = " ".join((name or "").split())
-    if len(shown) > MAX_BUTTON_NAME:
-        shown = shown[: MAX_BUTTON_NAME - 1].rstrip() + "…"
     return (
-        Button(f"🔕 Mute {shown or 'this rule'} 24 h", callback_data("mute", alert_key)),
+        Button(f"🔕 Mute {button_name(name or '') or 'this rule'} 24 h", callback_data("mute", alert_key)),
         Button("Unwatch", callback_data("unwatch", alert_key)),
     )
 
