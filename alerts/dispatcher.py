@@ -429,6 +429,7 @@ class Dispatcher:
             else:
                 html = render_digest([views[r.id] for r in fresh])[0]
             note = None
+            self.limiter.departed(chat_id)
             try:
                 try:
                     message_id = await self.sender.send_message(chat_id, html, buttons)

@@ -145,6 +145,13 @@ class RateLimiter:
             await self.sleep(self.recent[0] + GUARD_WINDOW - now + 0.001)
         self.recent.append(self.clock())
 
+    def departed(self, chat_id: str) -> None:
+        """A send to this chat leaves now, maybe later than its slot (a claim was committed
+        first): the chat's next slot counts from now, so a late send and the next one on time
+        never come closer than the chat's interval."""
+        chat = self._chat(str(chat_id))
+        chat.tat = max(chat.tat, self.clock() + chat.interval - chat.tolerance)
+
     def block(self, chat_id: str, retry_after: int | float | timedelta) -> float:
         """Telegram said 429 for this chat: nothing to it until ``retry_after`` has passed."""
         until = self.clock() + seconds(retry_after)
