@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import ByteSize, Field
 
 from core.durations import Duration
 from core.strict import StrictModel
@@ -12,8 +12,12 @@ from core.strict import StrictModel
 
 class CrawlConfig(StrictModel):
     max_age: Duration | None = timedelta(days=3)  # older articles are stored, never alerted
-    parallel: int = Field(default=2, ge=1)  # crawl subprocesses at once (service)
-    timeout: Duration = timedelta(minutes=10)  # a whole crawl subprocess
+    parallel: int = Field(default=32, ge=1)  # sources each worker crawls at once
+    timeout: Duration = timedelta(minutes=10)  # one source's crawl: abandoned (``timeout``) after this
+    workers: int = Field(default=1, ge=0)  # long-lived crawl worker processes `lookout run` supervises
+    max_crawls_per_worker: int = Field(default=5000, ge=1)  # then the worker is replaced (no crawl lost)
+    max_worker_rss: ByteSize = ByteSize(1024**3)  # "1GiB": a worker above it is replaced the same way
+    max_backoff: Duration = timedelta(hours=1)  # a failing source's polls spread out up to this apart
     download_timeout: Duration = timedelta(seconds=30)
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_redirects: int = Field(default=5, ge=0)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from w3lib.encoding import html_to_unicode
 
+from core.lifetime import die_with_parent
 from crawler.storage import content_hash
 from crawler.stories import signature_of
 from rules.engine import match_and_scan
@@ -107,7 +108,9 @@ class _WorkerState:
 _WORKER = _WorkerState()  # in the parent (no pool): no ruleset, nothing matched
 
 
-def _install(ruleset: CompiledRuleset | None) -> None:
+def _install(ruleset: CompiledRuleset | None, parent: int | None = None) -> None:
+    if parent is not None:  # a pool process: it dies with the crawl process that forked it, even a SIGKILLed one
+        die_with_parent(parent)
     _WORKER.ruleset = ruleset
 
 
@@ -299,7 +302,7 @@ class ExtractionPool:
                 self.workers,
                 mp_context=multiprocessing.get_context("fork"),
                 initializer=_install,
-                initargs=(self.ruleset,),
+                initargs=(self.ruleset, os.getpid()),
             )
             for f in [self._executor.submit(_warm) for _ in range(self.workers)]:
                 f.result()
@@ -312,4 +315,11 @@ class ExtractionPool:
     def shutdown(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def retire(self) -> None:
+        """Shut down once the pages handed in are extracted (a pool replaced by one with newer
+        rules: blocking, run it in a thread)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=False)
             self._executor = None

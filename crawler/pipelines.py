@@ -13,7 +13,7 @@ from crawler.spiders.base import LookoutSpider
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
-__all__ = ["Cleaned", "StorePipeline"]  # Cleaned lives in crawler.items; named here too
+__all__ = ["Cleaned", "StorePipeline", "store_cleaned"]  # Cleaned lives in crawler.items; named here too
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +35,25 @@ class StorePipeline:
         return spider
 
     async def process_item(self, item: Cleaned) -> Cleaned:
-        spider = self._spider()
-        stats = spider.source_stats
-        url = item.article.url
-        try:
-            stored = await spider.runtime.ingest(item.article, item.analysis)
-        except Exception as exc:  # one bad article must not stop the crawl
-            log.error("storing %s failed: %s: %s", url, type(exc).__name__, exc)
-            spider.fail(url, "store-error", f"{type(exc).__name__}: {exc}")
-            return item
-        if stored.status == "new":
-            stats.new += 1
-            if not stored.new_story:
-                stats.duplicates += 1
-        elif stored.status == "updated":
-            stats.updated += 1
-        else:
-            stats.unchanged += 1
+        await store_cleaned(self._spider(), item)
         return item
+
+
+async def store_cleaned(spider: LookoutSpider, item: Cleaned) -> None:
+    """Store one cleaned article through the spider's runtime and count what storing found."""
+    stats = spider.source_stats
+    url = item.article.url
+    try:
+        stored = await spider.runtime.ingest(item.article, item.analysis)
+    except Exception as exc:  # one bad article must not stop the crawl
+        log.error("storing %s failed: %s: %s", url, type(exc).__name__, exc)
+        spider.fail(url, "store-error", f"{type(exc).__name__}: {exc}")
+        return
+    if stored.status == "new":
+        stats.new += 1
+        if not stored.new_story:
+            stats.duplicates += 1
+    elif stored.status == "updated":
+        stats.updated += 1
+    else:
+        stats.unchanged += 1

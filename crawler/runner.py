@@ -7,14 +7,17 @@ extension)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import scrapy
 from scrapy import signals
-from scrapy.crawler import Crawler, CrawlerProcess
 from scrapy.exceptions import NotConfigured
 from scrapy.settings import Settings
 from sqlalchemy import update
@@ -25,13 +28,15 @@ from crawler.extract import ExtractionPool
 from crawler.logsetup import quiet_libraries
 from crawler.runtime import CrawlRuntime, Ingestor
 from crawler.settings import apply_config
-from crawler.spiders import spider_for
 from crawler.spiders.base import LookoutSpider
 from crawler.state import CrawlResult, upsert_source
-from crawler.storage import inserted_id
+from crawler.worker import CrawlEngine, run_engine
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from scrapy.crawler import Crawler
+    from sqlalchemy.engine import Connection
 
     from crawler.config import CrawlConfig
     from crawler.sources import Source
@@ -68,78 +73,87 @@ class CrawlReport:
 
 
 def crawl_settings(crawl: CrawlConfig, *, version: str, debug: bool = False) -> Settings:
-    """The crawler's Scrapy settings with the ``crawl:`` section applied, for a managed crawl."""
+    """The crawler's Scrapy settings with the ``crawl:`` section applied, for a managed crawl
+    (the long-lived engine of ``crawler.worker``: requests of abandoned crawls are dropped, and
+    enough requests at once for ``crawl.parallel`` sources)."""
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")
     settings.set("LOOKOUT_MANAGED", True, priority="cmdline")
     settings.set("LOG_INSTALL_ROOT_HANDLER", False, priority="cmdline")  # the caller's logging owns the root
     apply_config(settings, crawl, version=version, debug=debug, priority="cmdline")
+    settings.set("CONCURRENT_REQUESTS", max(16, 2 * crawl.parallel), priority="cmdline")
+    middlewares = settings.getdict("DOWNLOADER_MIDDLEWARES")
+    middlewares["crawler.worker.AbandonedCrawls"] = 50
+    settings.set("DOWNLOADER_MIDDLEWARES", middlewares, priority="cmdline")
     return settings
 
 
-class _RunRecorder:
-    """Held strongly by run_crawl: Scrapy keeps signal receivers as weak references."""
+class RunRecorder:
+    """Records each finished source crawl: its ``crawl_runs`` row and its ``sources`` row, in one
+    transaction, on a thread of its own (never on the reactor), several crawls per commit."""
 
-    def __init__(self, store: Store, report: CrawlReport, progress: Callable[[SourceStats], None] | None):
+    def __init__(self, store: Store, *, wait: float = 0.2):
         self.store = store
-        self.report = report
-        self.progress = progress
-        self.run_ids: dict[str, int] = {}  # source name -> its crawl_runs row
+        self.wait = wait
+        self._queue: queue.Queue[tuple[SourceStats, datetime, datetime] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="lookout-runs", daemon=True)
+        self._thread.start()
 
-    def started(self, source: Source) -> None:
-        now = utcnow()
-        with self.store.begin() as conn:
-            upsert_source(conn, source.name, source.kind, source.url)
-            conn.execute(update(source_rows).where(source_rows.c.name == source.name).values(last_crawl_at=now))
-            result = conn.execute(crawl_runs.insert().values(source=source.name, started_at=now))
-            self.run_ids[source.name] = inserted_id(result)
+    def record(self, stats: SourceStats) -> None:
+        """``crawler.worker.CrawlEngine``'s ``on_finished``: called on the reactor thread."""
+        finished = utcnow()
+        self._queue.put((stats, finished - timedelta(seconds=stats.seconds), finished))
 
-    def spider_closed(self, spider: LookoutSpider, reason: str) -> None:
-        """Scrapy's ``spider_closed`` signal (the runner connects it for its spiders only)."""
-        stats = spider.source_stats
-        stats.finish_reason = reason
-        stats.seconds = time.monotonic() - spider.started_at
-        now = utcnow()
-        error = stats.index_error or (None if reason == "finished" else f"crawl ended: {reason}")
-        if error is None and stats.result == CrawlResult.EMPTY:
-            error = stats.empty_reason or "the index listed no article"
-        with self.store.begin() as conn:
-            conn.execute(
-                update(crawl_runs)
-                .where(crawl_runs.c.id == self.run_ids.get(stats.source))
-                .values(
-                    finished_at=now,
-                    result=stats.result,
-                    fetched=stats.fetched,
-                    new=stats.new,
-                    updated=stats.updated,
-                    duplicates=stats.duplicates,
-                    failed=stats.failures,
-                    error=error or (f"failed: {stats.failed_text()}" if stats.failures else None),
-                )
-            )
-            pages_failed = f"{stats.failures} page(s) failed: {stats.failed_text()}" if stats.failures else None
-            last_error = error or pages_failed
-            source_update = (
-                update(source_rows)
-                .where(source_rows.c.name == stats.source)
-                .values(last_result=stats.result, last_error=last_error)
-            )
-            if stats.result in (CrawlResult.OK, CrawlResult.PARTIAL):  # an empty index is no success
-                source_update = source_update.values(last_success_at=now)
-            conn.execute(source_update)
-        self.report.sources.append(stats)
-        if self.progress is not None:
-            self.progress(stats)
+    def close(self) -> None:
+        """Write what is queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        closing = False
+        while not closing:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.wait
+            while True:
+                try:
+                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                batch.append(more)
+            try:
+                with self.store.begin() as conn:
+                    for stats, started, finished in batch:
+                        record_run(conn, stats, started, finished)
+            except Exception:
+                log.exception("recording %d crawl(s) failed", len(batch))
 
 
-def progress_line(stats: SourceStats) -> str:
-    """A source's result as ``lookout crawl`` prints it when the source finishes."""
-    return (
-        f"{stats.source}: {stats.outcome} - fetched {stats.fetched}, new {stats.new}, "
-        f"updated {stats.updated}, duplicates {stats.duplicates}, failed {stats.failures} "
-        f"({stats.seconds:.1f} s)"
-    )
+def record_run(conn: Connection, stats: SourceStats, started: datetime, finished: datetime) -> None:
+    """One finished source crawl into ``crawl_runs`` and its ``sources`` row."""
+    reason = stats.finish_reason
+    error = stats.index_error or (None if reason in (None, "finished") else f"crawl ended: {reason}")
+    if reason == "timeout":
+        error = f"timed out after {stats.seconds:.0f}s (crawl.timeout); abandoned"
+    if error is None and stats.result == CrawlResult.EMPTY:
+        error = stats.empty_reason or "the index listed no article"
+    conn.execute(crawl_runs.insert().values(
+        source=stats.source, started_at=started, finished_at=finished, result=stats.result,
+        fetched=stats.fetched, new=stats.new, updated=stats.updated, duplicates=stats.duplicates,
+        failed=stats.failures, skipped=stats.skipped, unchanged=stats.unchanged,
+        error=error or (f"failed: {stats.failed_text()}" if stats.failures else None),
+    ))
+    pages_failed = f"{stats.failures} page(s) failed: {stats.failed_text()}" if stats.failures else None
+    values: dict[str, object] = {"last_crawl_at": finished, "last_result": stats.result,
+                                 "last_error": error or pages_failed}
+    if stats.result in (CrawlResult.OK, CrawlResult.PARTIAL):  # an empty index is no success
+        values["last_success_at"] = finished
+    conn.execute(update(source_rows).where(source_rows.c.name == stats.source).values(**values))
 
 
 class StandaloneRunRecorder:
@@ -150,7 +164,7 @@ class StandaloneRunRecorder:
 
     def __init__(self, crawler: Crawler):
         self.crawler = crawler
-        self.recorder: _RunRecorder | None = None  # held here: Scrapy's signal receivers are weak references
+        self.started: datetime | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StandaloneRunRecorder:
@@ -163,9 +177,30 @@ class StandaloneRunRecorder:
     def spider_opened(self, spider: scrapy.Spider) -> None:
         if not isinstance(spider, LookoutSpider):
             return
-        self.recorder = _RunRecorder(spider.runtime.store, CrawlReport(), _log_progress)
-        self.recorder.started(spider.source)
-        self.crawler.signals.connect(self.recorder.spider_closed, signal=signals.spider_closed)
+        self.started = utcnow()
+        source = spider.source
+        with spider.runtime.store.begin() as conn:
+            upsert_source(conn, source.name, source.kind, source.url)
+        self.crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+
+    def spider_closed(self, spider: scrapy.Spider, reason: str) -> None:
+        if not isinstance(spider, LookoutSpider) or self.started is None:
+            return
+        stats = spider.source_stats
+        stats.finish_reason = reason
+        stats.seconds = time.monotonic() - spider.started_at
+        with spider.runtime.store.begin() as conn:
+            record_run(conn, stats, self.started, utcnow())
+        _log_progress(stats)
+
+
+def progress_line(stats: SourceStats) -> str:
+    """A source's result as ``lookout crawl`` prints it when the source finishes."""
+    return (
+        f"{stats.source}: {stats.outcome} - fetched {stats.fetched}, new {stats.new}, "
+        f"updated {stats.updated}, duplicates {stats.duplicates}, failed {stats.failures} "
+        f"({stats.seconds:.1f} s)"
+    )
 
 
 def _log_progress(stats: SourceStats) -> None:
@@ -182,7 +217,8 @@ def run_crawl(
     debug: bool = False,
     progress: Callable[[SourceStats], None] | None = None,
 ) -> CrawlReport:
-    """Crawl ``sources`` now (in parallel, one reactor) and return per-source stats."""
+    """Crawl ``sources`` now, all at once, in this process's long-lived crawl engine (the one a
+    worker runs; call once per process: Twisted's reactor cannot restart), and return their stats."""
     started = time.monotonic()
     report = CrawlReport()
     if not sources:
@@ -192,19 +228,31 @@ def run_crawl(
     quiet_libraries()
     extractor = ExtractionPool(ruleset=ingestor.ruleset()).start()
     runtime = CrawlRuntime(crawl, store, ingestor, extractor, sources=list(sources))
-    recorder = _RunRecorder(runtime.store, report, progress)
+    recorder = RunRecorder(store)
+
+    async def crawl_all(engine: CrawlEngine) -> None:
+        await asyncio.to_thread(_ensure_rows, store, sources)
+        pending = [engine.submit(source) for source in sources]
+        for finished in asyncio.as_completed(pending):
+            stats = await finished
+            report.sources.append(stats)
+            if progress is not None:
+                progress(stats)
+
     try:
-        process = CrawlerProcess(crawl_settings(crawl, version=version, debug=debug))
-        for source in sources:
-            crawler = process.create_crawler(spider_for(source.kind))
-            crawler.signals.connect(recorder.spider_closed, signal=signals.spider_closed)
-            recorder.started(source)
-            process.crawl(crawler, source=source, runtime=runtime)
-        process.start()
+        run_engine(crawl_settings(crawl, version=version, debug=debug),
+                   CrawlEngine(runtime, on_finished=recorder.record), crawl_all)
     finally:
+        recorder.close()
         extractor.shutdown()
         runtime.close()
     report.seconds = time.monotonic() - started
     order = {s.name: i for i, s in enumerate(sources)}
     report.sources.sort(key=lambda s: order.get(s.source, 0))
     return report
+
+
+def _ensure_rows(store: Store, sources: list[Source]) -> None:
+    with store.begin() as conn:
+        for source in sources:
+            upsert_source(conn, source.name, source.kind, source.url)

@@ -85,17 +85,21 @@ class CrawlRuntime:
     sources: list[Source] = field(default_factory=list)  # what ``scrapy crawl -a source=NAME`` picks from
     owned_store: bool = False  # close() disposes of the store too
     owned_extractor: bool = False  # close() shuts the pool down too
-    claimed: set[str] = field(default_factory=set)  # article URLs some spider of this run fetches
+    claimed: set[str] = field(default_factory=set)  # article URLs some running source crawl fetches
     writer: IngestWriter | None = None
 
     def claim(self, url: str) -> bool:
-        """True for the first spider of this run to want ``url``: two sources on one site
-        (its feed and its sitemap, say) download each article page once. Only the reactor
-        thread calls this."""
+        """True for the first running crawl to want ``url``: two sources on one site (its feed
+        and its sitemap, say) crawled at once download each article page once. Only the reactor
+        thread calls this; a crawl's claims are released when it ends (``release``)."""
         if url in self.claimed:
             return False
         self.claimed.add(url)
         return True
+
+    def release(self, urls: list[str]) -> None:
+        """A finished crawl's claims: its articles are stored by now, or failed."""
+        self.claimed.difference_update(urls)
 
     def ingest(self, article: Article, analysis: Analysis | None = None) -> asyncio.Future[Stored]:
         """Hand ``article`` to the writer thread; the future gives the ingest outcome."""

@@ -35,7 +35,8 @@ class CrawlResult(StrEnum):
     PARTIAL = "partial"  # index read, some article pages failed
     EMPTY = "empty"  # index read, and it lists no article at all (a feed with no entries, a selector matching nothing)
     FAILED = "failed"  # the index page itself failed, or the crawl ended abnormally
-    TIMEOUT = "timeout"  # the crawl was killed at ``crawl.timeout``
+    TIMEOUT = "timeout"  # the crawl was abandoned at ``crawl.timeout``
+    KILLED = "killed"  # the worker crawling it died (a signal: the kernel's OOM killer, kill -9)
 
 
 # The counters of ``SourceStats`` that add up across sources (``CrawlReport.total``).
@@ -76,6 +77,8 @@ class SourceStats:
 
     @property
     def result(self) -> CrawlResult:
+        if self.finish_reason == "timeout":
+            return CrawlResult.TIMEOUT
         if self.index_error:
             return CrawlResult.FAILED
         if self.finish_reason not in (None, "finished"):

@@ -4,12 +4,12 @@ On that loop run an APScheduler 3 AsyncIOScheduler and, with a token, the Telegr
 dispatcher (``lookout.delivery``), which connect in the background and retry while the Bot API is
 unreachable: Telegram's faults never stop the crawls. A token Telegram rejects is a configuration
 error: the service stops and ``run`` raises ``TokenRejected``. Scheduled jobs: each source's
-crawl (a subprocess, see ``lookout.crawljobs``), the rule-file watcher (a broken edit is refused,
+crawl (handed to the long-lived crawl workers by ``lookout.crawlqueue``; ``lookout.workers``
+starts and watches them), the rule-file watcher (a broken edit is refused,
 admins are told, the old rules stay), the sources-file watcher (the schedule is rebuilt when it
 changes; a broken edit is refused the same way), the metrics and next-runs refresh, and daily
-maintenance. Crawls read the
-accepted rule and sources files from snapshots (``lookout.snapshots``); the rules in force are
-recorded for ``lookout status`` (``lookout.status.write_rules_in_force``). After each crawl the
+maintenance. Workers crawl with the accepted rules (their snapshot, ``lookout.snapshots``) and
+the accepted sources (each order carries its source); the rules in force are recorded for ``lookout status`` (``lookout.status.write_rules_in_force``). After each crawl the
 dispatcher is woken so new alerts go out within seconds.
 
 SIGTERM / SIGINT: no new crawls start; running ones get a short grace then are killed; the
@@ -30,21 +30,22 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import update
 
 from alerts.format import esc
-from core.store import Store, sources, utcnow
-from crawler.state import upsert_source
+from core.store import Store, utcnow
+from crawler.state import CrawlResult
 from lookout.botreports import StatusReports
-from lookout.crawljobs import CrawlJobs, CrawlOutcome, crawl_command, mark_interrupted_runs
+from lookout.crawlqueue import CrawlQueue, mark_interrupted_runs
 from lookout.delivery import RETRY_INITIAL, RETRY_MAX, DeliveryState, TelegramDelivery, TokenRejected
 from lookout.loaders import example_rules_warning, gazetteer_for
 from lookout.lock import ServiceLock
 from lookout.maintenance import run_maintenance
 from lookout.metrics import HttpEndpoint, Metrics
-from lookout.scheduler import CrawlSchedule
 from lookout.snapshots import AcceptedRules, AcceptedSources, state_dir_for
 from lookout.status import RulesInForce, write_rules_in_force
+from lookout.worker import worker_command
+from lookout.workerproto import RulesRef
+from lookout.workers import CrawlDone, WorkerPool
 from rules.reload import RuleWatcher
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_CRAWL_GRACE = 10.0  # seconds a running crawl gets to finish on SIGTERM
+SHUTDOWN_CRAWL_GRACE = 10.0  # seconds the running crawls get to finish on SIGTERM
 SHOWN_ERRORS = 20  # errors of a refused edit quoted to the admins
 
 
@@ -112,7 +113,7 @@ class Health:
 
 class Service:
     def __init__(self, config: Config, options: ServiceOptions | None = None, *,
-                 command: Callable[[str], list[str]] | None = None):
+                 command: Callable[[], list[str]] | None = None):
         self.config = config
         self.options = options or ServiceOptions()
         self._command_override = command
@@ -121,8 +122,9 @@ class Service:
         self.metrics = Metrics()
         self.stop_event: asyncio.Event | None = None
         self.scheduler: AsyncIOScheduler | None = None
-        self.schedule: CrawlSchedule | None = None
-        self.crawls: CrawlJobs | None = None
+        self.schedule: CrawlQueue | None = None
+        self.workers: WorkerPool | None = None
+        self._queue_task: asyncio.Task[None] | None = None
         self.state_dir = self.options.state_dir or state_dir_for(config)
         self.accepted_rules: AcceptedRules | None = None  # loaded at start
         self.accepted_sources = AcceptedSources(config, self.state_dir)
@@ -195,12 +197,12 @@ class Service:
         await asyncio.to_thread(self._record_rules)
         initial_sources = self.accepted_sources.load()
 
-        self.crawls = CrawlJobs(
-            store, command=self._crawl_command, parallel=config.crawl.parallel, timeout=config.crawl.timeout,
-            on_finished=self._crawl_finished, source_info=self._source_info,
-        )
+        self.workers = WorkerPool(config.crawl.workers, self._worker_command, capacity=config.crawl.parallel,
+                                  on_done=self._crawl_done,
+                                  hang_after=max(60.0, 2 * config.crawl.download_timeout.total_seconds()))
+        self.schedule = CrawlQueue(store, self.workers, max_backoff=config.crawl.max_backoff, rules=self._rules_ref,
+                                   stagger=self.options.stagger, on_finished=self._crawl_finished)
         self.scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
-        self.schedule = CrawlSchedule(self.scheduler, self.crawls.run, stagger=self.options.stagger)
         opts = self.options
         self.scheduler.add_job(self._watch_rules, IntervalTrigger(seconds=opts.rules_poll), id="rules-watch",
                                replace_existing=True, misfire_grace_time=30)
@@ -221,8 +223,9 @@ class Service:
         if self.delivery.rejected is not None:
             raise self.delivery.rejected
         self.scheduler.start()
-        self.schedule.apply(initial_sources)
-        await asyncio.to_thread(self._write_next_runs)
+        await self.workers.start()
+        await asyncio.to_thread(self.schedule.apply, initial_sources)
+        self._queue_task = asyncio.create_task(self.schedule.run())
         if opts.http is not None:
             self.http = HttpEndpoint(self.metrics, self._healthz, *opts.http)
             await self.http.start()
@@ -233,8 +236,12 @@ class Service:
         # (the crawls) at once, which would deny them their grace.
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.pause()
-        if self.crawls is not None:
-            await self.crawls.stop(SHUTDOWN_CRAWL_GRACE)
+        if self.schedule is not None:
+            self.schedule.stop()
+        if self.workers is not None:
+            await self.workers.stop(SHUTDOWN_CRAWL_GRACE)
+        if self._queue_task is not None:
+            await asyncio.gather(self._queue_task, return_exceptions=True)
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.delivery.stop()
@@ -247,22 +254,31 @@ class Service:
 
     # -- jobs ------------------------------------------------------------------------------------
 
-    def _crawl_command(self, source: str) -> list[str]:
-        """The crawl child's command line, on the accepted rule and sources files."""
+    def _worker_command(self) -> list[str]:
+        """A crawl worker's command line, on the accepted rules."""
         if self._command_override is not None:
-            return self._command_override(source)
+            return self._command_override()
         origin = str(Path(self.config.origin).resolve()) if self.config.origin else None
-        rule_paths = self.accepted_rules.paths if self.accepted_rules is not None else []
-        return crawl_command(origin, rule_paths, source, self.accepted_sources.path)
+        return worker_command(origin, self._rules_ref())
 
-    def _source_info(self, name: str) -> tuple[str, str] | None:
-        src = self.schedule.sources.get(name) if self.schedule else None
-        return (src.kind, src.url) if src is not None else None
+    def _rules_ref(self) -> RulesRef | None:
+        """The accepted rules as workers load them (None before a snapshot exists)."""
+        rules = self.accepted_rules
+        if rules is None or not rules.paths:
+            return None
+        return RulesRef(version=rules.current.version, paths=tuple(rules.paths))
 
-    async def _crawl_finished(self, outcome: CrawlOutcome) -> None:
-        self.metrics.count_crawl(outcome.result)
-        self.delivery.wake()
-        await self._refresh_metrics_and_next_runs()
+    async def _crawl_done(self, done: CrawlDone) -> None:
+        assert self.schedule is not None
+        await self.schedule.crawl_done(done)
+
+    async def _crawl_finished(self, done: CrawlDone) -> None:
+        level = logging.INFO if done.result == CrawlResult.OK else logging.WARNING
+        log.log(level, "crawl finished source=%s result=%s seconds=%.1f outcome=%s", done.source, done.result,
+                (done.finished_at - done.started_at).total_seconds(), done.outcome)
+        self.metrics.count_crawl(done.result)
+        if done.new or not done.recorded:
+            self.delivery.wake()
 
     async def _after_dispatch(self, summary: DispatchSummary) -> None:
         if summary.sent or summary.failed:
@@ -317,10 +333,9 @@ class Service:
         if found.accepted is None:
             return
         assert self.schedule is not None
-        change = self.schedule.apply(found.accepted)
+        change = await asyncio.to_thread(self.schedule.apply, found.accepted)
         for name in change.removed:
             self.metrics.drop_source(name)
-        await asyncio.to_thread(self._write_next_runs)
 
     async def _refresh_metrics_and_next_runs(self) -> None:
         """The metrics job, also run after each crawl and each dispatch pass that sent or failed
@@ -331,7 +346,6 @@ class Service:
             names = list(self.schedule.sources) if self.schedule else []
             await asyncio.to_thread(self.metrics.refresh, self.store, names)
             self.metrics.flood_waits.set(len(self.delivery.flood_waits()))
-            await asyncio.to_thread(self._write_next_runs)
         except Exception:
             log.exception("metrics refresh failed")
 
@@ -341,17 +355,6 @@ class Service:
             await asyncio.to_thread(run_maintenance, self.store, self.config.keep_articles)
         except Exception:
             log.exception("maintenance failed")
-
-    def _write_next_runs(self) -> None:
-        """Scheduled next runs into ``sources.next_run_at``, for ``lookout status`` (another process)."""
-        if self.schedule is None or self.store is None:
-            return
-        next_runs = self.schedule.next_runs()
-        with self.store.begin() as conn:
-            for name, at in next_runs.items():
-                src = self.schedule.sources[name]
-                upsert_source(conn, name, src.kind, src.url)
-                conn.execute(update(sources).where(sources.c.name == name).values(next_run_at=at))
 
     # -- bot callbacks ---------------------------------------------------------------------------
 
@@ -392,7 +395,7 @@ class Service:
             seconds_since_tick=round(lag, 1),
             rules_version=rules.current.version if rules is not None else None,
             rule_errors=len(rules.errors) if rules is not None else 0,
-            crawls_running=sorted(self.crawls.running) if self.crawls else [],
+            crawls_running=self.schedule.running if self.schedule else [],
             oldest_pending_seconds=None if oldest is None else round(oldest, 1),
             chats_in_flood_wait=len(floods),
             longest_flood_wait_seconds=round(max(floods.values(), default=0.0), 1),

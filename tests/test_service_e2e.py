@@ -163,8 +163,8 @@ def test_hung_crawl_is_killed_and_the_next_runs_without_telegram(tmp_path, site)
         found = wait_until(timeout_then_next, timeout=40, interval=0.1)
         assert found, f"no second crawl after a timeout:\n{svc.log()}"
         first, following, src = found
-        assert "timed out" in first["error"] and "killed" in first["error"]
-        # The next crawl ran after the first was killed (never alongside it).
+        assert "timed out" in first["error"] and "abandoned" in first["error"]
+        # The next crawl ran after the first was abandoned (never alongside it).
         assert datetime.fromisoformat(following["started_at"]) >= datetime.fromisoformat(first["finished_at"])
         assert datetime.fromisoformat(src["last_crawl_at"]) >= datetime.fromisoformat(first["finished_at"])
         assert src["last_result"] == "timeout" and "timed out" in src["last_error"]

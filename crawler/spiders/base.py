@@ -88,6 +88,7 @@ class LookoutSpider(scrapy.Spider):
         self._retrying: set[str] = set()  # entry URLs that failed before, requested again now
         self._awaiting_retry = 0  # entries not requested, waiting for their next try (not given up)
         self._entry_urls: dict[str, str] = {}  # a page being parsed: its response URL -> its entry URL
+        self.claimed_urls: list[str] = []  # article URLs this crawl took for itself (released when it ends)
         self.started_at = time.monotonic()
 
     @property
@@ -191,9 +192,10 @@ class LookoutSpider(scrapy.Spider):
                 self.source_stats.backing_off += 1
                 self._awaiting_retry += not backoff.given_up
                 continue
-            if not self.runtime.claim(url):  # another source of this run fetches it
+            if not self.runtime.claim(url):  # another source's crawl running now fetches it
                 self.source_stats.skipped += 1
                 continue
+            self.claimed_urls.append(url)
             if backoff is not None:
                 self._retrying.add(url)
             yield scrapy.Request(

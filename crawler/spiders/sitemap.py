@@ -36,7 +36,7 @@ class SitemapSpider(LookoutSpider):
             return
         self.source_stats.indexes_read += 1
         self._remember_validators(response)
-        root = _parse_xml(response.body, self.settings.getint("DOWNLOAD_MAXSIZE"))
+        root = _parse_xml(response.body, self.runtime.crawl.max_body_bytes)
         kind = etree.QName(root).localname if root is not None else None
         if root is None or kind not in ("urlset", "sitemapindex"):
             ctype = (response.headers.get("Content-Type") or b"").decode("latin-1")
