@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -29,7 +30,7 @@ from crawler.logsetup import quiet_libraries
 from crawler.runtime import CrawlRuntime, Ingestor
 from crawler.settings import apply_config
 from crawler.spiders.base import LookoutSpider
-from crawler.state import CrawlResult, upsert_source
+from crawler.state import CrawlResult, progress_line, upsert_source
 from crawler.worker import CrawlEngine, run_engine
 
 if TYPE_CHECKING:
@@ -92,17 +93,20 @@ class RunRecorder:
     """Records each finished source crawl: its ``crawl_runs`` row and its ``sources`` row, in one
     transaction, on a thread of its own (never on the reactor), several crawls per commit."""
 
-    def __init__(self, store: Store, *, wait: float = 0.2):
+    def __init__(self, store: Store, *, wait: float = 0.05):
         self.store = store
         self.wait = wait
-        self._queue: queue.Queue[tuple[SourceStats, datetime, datetime] | None] = queue.Queue()
+        self._queue: queue.Queue[_Finished | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="lookout-runs", daemon=True)
         self._thread.start()
 
-    def record(self, stats: SourceStats) -> None:
-        """``crawler.worker.CrawlEngine``'s ``on_finished``: called on the reactor thread."""
+    def record(self, stats: SourceStats) -> Future[None]:
+        """``crawler.worker.CrawlEngine``'s ``on_finished`` (the reactor thread): the future is
+        done once the run is committed."""
         finished = utcnow()
-        self._queue.put((stats, finished - timedelta(seconds=stats.seconds), finished))
+        item = _Finished(stats, finished - timedelta(seconds=stats.seconds), finished, Future())
+        self._queue.put(item)
+        return item.done
 
     def close(self) -> None:
         """Write what is queued, then stop the thread."""
@@ -128,10 +132,23 @@ class RunRecorder:
                 batch.append(more)
             try:
                 with self.store.begin() as conn:
-                    for stats, started, finished in batch:
-                        record_run(conn, stats, started, finished)
-            except Exception:
+                    for item in batch:
+                        record_run(conn, item.stats, item.started, item.finished)
+            except Exception as exc:
                 log.exception("recording %d crawl(s) failed", len(batch))
+                for item in batch:
+                    item.done.set_exception(exc)
+            else:
+                for item in batch:
+                    item.done.set_result(None)
+
+
+@dataclass(frozen=True)
+class _Finished:
+    stats: SourceStats
+    started: datetime
+    finished: datetime
+    done: Future[None]
 
 
 def record_run(conn: Connection, stats: SourceStats, started: datetime, finished: datetime) -> None:
@@ -192,15 +209,6 @@ class StandaloneRunRecorder:
         with spider.runtime.store.begin() as conn:
             record_run(conn, stats, self.started, utcnow())
         _log_progress(stats)
-
-
-def progress_line(stats: SourceStats) -> str:
-    """A source's result as ``lookout crawl`` prints it when the source finishes."""
-    return (
-        f"{stats.source}: {stats.outcome} - fetched {stats.fetched}, new {stats.new}, "
-        f"updated {stats.updated}, duplicates {stats.duplicates}, failed {stats.failures} "
-        f"({stats.seconds:.1f} s)"
-    )
 
 
 def _log_progress(stats: SourceStats) -> None:

@@ -57,6 +57,7 @@ class SourceStats:
     skipped: int = 0  # entries already stored and unchanged, or backing off: not downloaded
     backing_off: int = 0  # of the skipped: URLs that failed before, waiting for their next try or given up
     not_modified: int = 0  # index pages answered 304
+    index_failures: int = 0  # of the failed: the source's own index pages
     failed: Counter[str] = field(default_factory=Counter)  # reason -> count
     seconds: float = 0.0
     index_error: str | None = None  # the feed/sitemap/listing itself failed
@@ -275,3 +276,50 @@ def upsert_source(conn: Connection, name: str, kind: str, url: str) -> None:
     URL may change in the sources file while its crawl history stays)."""
     if not insert_ignore(conn, sources, {"name": name, "kind": kind, "url": url}):
         conn.execute(update(sources).where(sources.c.name == name).values(kind=kind, url=url))
+
+
+# The counters of a source's crawl in the order the line and the table read them, as an account
+# of its entries: ``seen``, the article URLs its index pages listed; ``skipped``, those not
+# downloaded (stored already and unchanged, backing off after failing, or claimed by the crawl
+# of another source running at the same time); ``fetched``, the pages downloaded and read as
+# HTML; what storing them found (``new``, ``updated``, ``unchanged``; ``duplicates``: the new
+# ones that joined a story already stored, syndicated copies); ``failed``, the pages that failed
+# before or after their download.
+ACCOUNT = ("seen", "skipped", "fetched", "new", "updated", "unchanged", "duplicates", "failed")
+
+
+def account(stats: SourceStats) -> tuple[int, ...]:
+    """The counters ``ACCOUNT`` names, in its order."""
+    return (
+        stats.entries, stats.skipped, stats.fetched, stats.new, stats.updated, stats.unchanged,
+        stats.duplicates, stats.failures,
+    )
+
+
+def unaccounted(stats: SourceStats) -> int:
+    """The entries the counters place nowhere: seen - skipped - new - updated - unchanged - failed.
+
+    Each entry an index page lists is skipped or requested (``follow_entries``), and each page
+    requested is stored once (new, updated or unchanged: the store pipeline) or fails once
+    (``fail``: before its download, an HTTP error, a timeout, a refused address; or after it, not
+    HTML, no text, undecodable, a store error). So this is 0 for a crawl that finished with every
+    index page read, or whose index pages failed (``index_failures``: counted in ``failed``, they
+    list no entry). Not for a crawl cut short (its timeout, a shutdown): the pages still in flight
+    then are never counted."""
+    placed = stats.skipped + stats.new + stats.updated + stats.unchanged + stats.failures - stats.index_failures
+    return stats.entries - placed
+
+
+def accounted(stats: SourceStats) -> bool:
+    """Every entry the source's index pages listed is skipped, stored or failed (``unaccounted``)."""
+    return unaccounted(stats) == 0
+
+
+def progress_line(stats: SourceStats) -> str:
+    """A source's result as ``lookout crawl`` prints it when the source finishes: ``rss: ok -
+    seen 6, skipped 1, fetched 5, new 5, updated 0, unchanged 0, duplicates 1, failed 0 (1.2 s)``;
+    ``skipped 3 (2 backing off)`` when some skipped URLs wait for their next try after failing."""
+    counts = [f"{name} {n}" for name, n in zip(ACCOUNT, account(stats), strict=True)]
+    if stats.backing_off:
+        counts[1] += f" ({stats.backing_off} backing off)"
+    return f"{stats.source}: {stats.outcome} - {', '.join(counts)} ({stats.seconds:.1f} s)"

@@ -37,6 +37,7 @@ from crawler.spiders import spider_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
+    from concurrent.futures import Future
 
     from scrapy.crawler import Crawler
     from scrapy.http import Response
@@ -81,9 +82,11 @@ class CrawlEngine:
 
     ``submit`` is called on the reactor's event loop; its future gives the source's stats, with
     ``finish_reason`` ``finished`` or ``timeout``. ``on_finished`` (the run recorder) is called
-    once per crawl, before the future resolves."""
+    once per crawl; when it returns a future, the crawl's future resolves once that one has."""
 
-    def __init__(self, runtime: CrawlRuntime, *, on_finished: Callable[[SourceStats], None] | None = None):
+    def __init__(
+        self, runtime: CrawlRuntime, *, on_finished: Callable[[SourceStats], Future[None] | None] | None = None
+    ):
         self.runtime = runtime
         self.on_finished = on_finished
         self.crawls: dict[int, SourceCrawl] = {}
@@ -194,13 +197,16 @@ class CrawlEngine:
             log.exception("%s: closing its crawl failed", crawl.source.name)
         stats.finish_reason = reason
         stats.seconds = time.monotonic() - crawl.started_at
+        recorded: Future[None] | None = None
         if self.on_finished is not None:
             try:
-                self.on_finished(stats)
+                recorded = self.on_finished(stats)
             except Exception:
                 log.exception("%s: recording its crawl failed", crawl.source.name)
-        if not crawl.done.done():
-            crawl.done.set_result(stats)
+        if recorded is None:
+            _resolve(crawl.done, stats)
+        else:  # the crawl is over once its run is in the store (what reads the store sees it then)
+            asyncio.wrap_future(recorded).add_done_callback(lambda _: _resolve(crawl.done, stats))
 
     def abandon_all(self, reason: str) -> None:
         for crawl in list(self.crawls.values()):
@@ -292,6 +298,7 @@ class WorkerSpider(scrapy.Spider):
         if isinstance(item, scrapy.Request):
             self.engine.schedule(crawl, item)
         elif isinstance(item, Cleaned):
+            log.debug("scraped %s", item.article.url)  # the URL only: never an article's text in a log
             await store_cleaned(crawl.spider, item)
         else:
             raise TypeError(f"a {crawl.source.kind} callback yielded a {type(item).__name__}")
@@ -314,11 +321,16 @@ def run_engine(settings: Settings, engine: CrawlEngine, main: Callable[[CrawlEng
     from scrapy.crawler import CrawlerProcess  # noqa: PLC0415 - installs the reactor: only when run
 
     engine.main = main
-    process = CrawlerProcess(settings, install_root_handler=False)
+    process = CrawlerProcess(settings)  # the caller's logging owns the root: LOG_INSTALL_ROOT_HANDLER
     process.crawl(WorkerSpider, engine=engine)
     process.start()
     if engine.main_error is not None:
         raise engine.main_error
+
+
+def _resolve(done: asyncio.Future[SourceStats], stats: SourceStats) -> None:
+    if not done.done():
+        done.set_result(stats)
 
 
 def _log_task_error(task: asyncio.Task[None]) -> None:

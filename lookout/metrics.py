@@ -4,7 +4,8 @@ The metrics live in the service's own ``CollectorRegistry`` (never the global de
 and embedded uses do not collide). Crawl results are counted as the service sees each crawl
 finish; articles, matches and alerts are written by crawl subprocesses and the dispatcher, so they
 are counted from the store: each refresh counts the rows past the last watermark, which keeps
-the counters monotonic and exact across crawls in other processes.
+the counters monotonic and exact across crawls in other processes. A failing source's backoff
+(``lookout.pollbackoff``) shows as its failures in a row and the interval it is polled at now.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from sqlalchemy import func, select
 from alerts.ledger import oldest_pending_since
 from alerts.outbox import OutboxState
 from core.store import Store, articles, crawl_runs, matches, outbox, sources, utcnow
+from crawler.config import CrawlConfig
 from crawler.state import CrawlResult
-from lookout.crawljobs import STOPPED
+from lookout.pollbackoff import poll_interval
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,9 @@ class _Watermarks:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, max_backoff: timedelta | None = None) -> None:
+        """``max_backoff``: ``crawl.max_backoff`` (its default when None), for the poll intervals."""
+        self.max_backoff = max_backoff if max_backoff is not None else CrawlConfig().max_backoff
         self.registry = CollectorRegistry()
         r = self.registry
         self.crawls = Counter("lookout_crawls", "Crawls finished, by result", ["result"], registry=r)
@@ -67,22 +71,36 @@ class Metrics:
         self.oldest_pending_seconds: float | None = None  # the same, for /healthz (None: nothing pending)
         self.staleness = Gauge("lookout_source_staleness_seconds",
                                "Seconds since the source's last successful crawl", ["source"], registry=r)
-        # One series per result for each source, 1 for its last crawl's (ok, partial, empty, failed, timeout).
+        # One series per result for each source, 1 for its last crawl's (ok, partial, empty, failed, timeout, killed).
         self.source_result = Gauge("lookout_source_result", "The result of the source's last crawl (1) among "
                                    "the possible ones (0)", ["source", "result"], registry=r)
+        self.failures_in_row = Gauge("lookout_source_failures_in_row",
+                                     "Crawls of the source failed in a row (failed, timeout, killed); 0 once one "
+                                     "reads its index", ["source"], registry=r)
+        self.poll_interval = Gauge("lookout_source_poll_interval_seconds",
+                                   "Seconds between the source's polls now: its interval, longer while it backs off",
+                                   ["source"], registry=r)
         self.latency = Histogram("lookout_alert_latency_seconds",
                                  "Article first seen by the crawler to its Telegram message",
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.rule_reloads_refused = Counter("lookout_rule_reloads_refused", "Rule edits refused", registry=r)
-        for result in (*CrawlResult, STOPPED):
+        for result in CrawlResult:
             self.crawls.labels(result)  # present at 0 from the start
         self._marks: _Watermarks | None = None
 
     def count_crawl(self, result: str) -> None:
         self.crawls.labels(result).inc()
 
-    def refresh(self, store: Store, source_names: Sequence[str], now: datetime | None = None) -> None:
-        """Bring the store-derived metrics up to date (cheap: indexed max/count queries)."""
+    def refresh(
+        self,
+        store: Store,
+        source_names: Sequence[str],
+        now: datetime | None = None,
+        intervals: Mapping[str, timedelta] | None = None,
+    ) -> None:
+        """Bring the store-derived metrics up to date (cheap: indexed max/count queries).
+        ``intervals``: each source's configured ``every``, by name; a source not in it has no
+        poll interval series (the store knows its failures, not its interval)."""
         now = now or utcnow()
         with store.connect() as conn:
             if self._marks is None:
@@ -129,11 +147,11 @@ class Metrics:
                 select(crawl_runs.c.source, func.max(crawl_runs.c.finished_at))
                 .where(crawl_runs.c.result.in_((CrawlResult.OK, CrawlResult.PARTIAL))).group_by(crawl_runs.c.source)
             ).all())
-            last_result: dict[str, str | None] = dict(conn.execute(select(sources.c.name, sources.c.last_result)).all())
-        for name in source_names:
-            if last_result.get(name) is not None:
-                for result in CrawlResult:
-                    self.source_result.labels(name, result).set(1 if last_result[name] == result else 0)
+            last_result: dict[str, str | None] = {}
+            failures: dict[str, int] = {}
+            for row in conn.execute(select(sources.c.name, sources.c.last_result, sources.c.failures_in_row)):
+                last_result[row.name] = row.last_result
+                failures[row.name] = row.failures_in_row or 0  # NULL: none
         for name in source_names:
             at = last_ok.get(name)
             if at is not None:
@@ -142,10 +160,31 @@ class Metrics:
                 self.staleness.labels(name).set(max(0.0, (now - at).total_seconds()))
             else:
                 self.staleness.labels(name).set(float("nan"))
+        self._refresh_source_state(source_names, last_result, failures, intervals or {})
+
+    def _refresh_source_state(
+        self,
+        source_names: Sequence[str],
+        last_result: Mapping[str, str | None],
+        failures: Mapping[str, int],
+        intervals: Mapping[str, timedelta],
+    ) -> None:
+        """The gauges of the ``sources`` rows: last result, failures in a row, and the poll
+        interval of the sources whose ``every`` is known."""
+        for name in source_names:
+            if last_result.get(name) is not None:
+                for result in CrawlResult:
+                    self.source_result.labels(name, result).set(1 if last_result[name] == result else 0)
+            self.failures_in_row.labels(name).set(failures.get(name, 0))
+            every = intervals.get(name)
+            if every is not None:
+                self.poll_interval.labels(name).set(
+                    poll_interval(every, failures.get(name, 0), self.max_backoff).total_seconds())
 
     def drop_source(self, name: str) -> None:
-        with contextlib.suppress(KeyError):
-            self.staleness.remove(name)
+        for gauge in (self.staleness, self.failures_in_row, self.poll_interval):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)
         for result in CrawlResult:
             with contextlib.suppress(KeyError):
                 self.source_result.remove(name, result)

@@ -3,16 +3,17 @@
 On that loop run an APScheduler 3 AsyncIOScheduler and, with a token, the Telegram bot and the
 dispatcher (``lookout.delivery``), which connect in the background and retry while the Bot API is
 unreachable: Telegram's faults never stop the crawls. A token Telegram rejects is a configuration
-error: the service stops and ``run`` raises ``TokenRejected``. Scheduled jobs: each source's
-crawl (handed to the long-lived crawl workers by ``lookout.crawlqueue``; ``lookout.workers``
-starts and watches them), the rule-file watcher (a broken edit is refused,
-admins are told, the old rules stay), the sources-file watcher (the schedule is rebuilt when it
-changes; a broken edit is refused the same way), the metrics and next-runs refresh, and daily
-maintenance. Workers crawl with the accepted rules (their snapshot, ``lookout.snapshots``) and
-the accepted sources (each order carries its source); the rules in force are recorded for ``lookout status`` (``lookout.status.write_rules_in_force``). After each crawl the
-dispatcher is woken so new alerts go out within seconds.
+error: the service stops and ``run`` raises ``TokenRejected``. Crawls: ``lookout.crawlqueue``
+hands each source to the long-lived crawl workers (``lookout.workers`` starts and watches them)
+when it is due. Scheduled jobs: the rule-file watcher (a broken edit is refused, admins are told,
+the old rules stay), the sources-file watcher (the schedule is rebuilt when it changes; a broken
+edit is refused the same way), the metrics refresh, and daily maintenance. Workers crawl with the
+accepted rules (their snapshot, ``lookout.snapshots``) and the accepted sources (each order
+carries its source); the rules in force are recorded for ``lookout status``
+(``lookout.status.write_rules_in_force``). A crawl that stored new articles wakes the
+dispatcher, so new alerts go out within seconds.
 
-SIGTERM / SIGINT: no new crawls start; running ones get a short grace then are killed; the
+SIGTERM / SIGINT: no new crawls start; running ones get a short grace, then the workers are killed; the
 dispatcher finishes the message in flight (the outbox ledger covers a hard kill); the bot stops
 polling; the lock is released.
 """
@@ -119,7 +120,7 @@ class Service:
         self._command_override = command
         self.store: Store | None = None
         self.lock: ServiceLock | None = None
-        self.metrics = Metrics()
+        self.metrics = Metrics(max_backoff=config.crawl.max_backoff)
         self.stop_event: asyncio.Event | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.schedule: CrawlQueue | None = None
@@ -343,8 +344,9 @@ class Service:
         self._last_tick = time.monotonic()
         try:
             assert self.store is not None
-            names = list(self.schedule.sources) if self.schedule else []
-            await asyncio.to_thread(self.metrics.refresh, self.store, names)
+            current = self.schedule.sources if self.schedule else {}
+            intervals = {name: source.every for name, source in current.items()}
+            await asyncio.to_thread(self.metrics.refresh, self.store, list(current), intervals=intervals)
             self.metrics.flood_waits.set(len(self.delivery.flood_waits()))
         except Exception:
             log.exception("metrics refresh failed")

@@ -1,7 +1,8 @@
-"""What ``lookout status`` reports: sources, outbox, subscribers, rules, latency, and whether a
-service holds the database. Read-only queries over the store plus the rule and sources files;
-typed dataclasses, rendered as text or JSON. The bot token never appears: only whether
-delivery is configured. Nothing is created: without a database the counts are empty.
+"""What ``lookout status`` reports: sources (a failing one's backoff too: ``lookout.pollbackoff``),
+outbox, subscribers, rules, latency, and whether a service holds the database. Read-only
+queries over the store plus the rule and sources files; typed dataclasses, rendered as text or
+JSON. The bot token never appears: only whether delivery is configured. Nothing is created:
+without a database the counts are empty.
 
 The rules shown are the ones in force: while a service runs, those it accepted (it records them
 in its state directory, ``write_rules_in_force``), with a refused edit on disk shown apart with
@@ -26,6 +27,7 @@ from core.store import Store, articles, chats, crawl_runs, outbox, redact_url, s
 from crawler.state import CrawlResult
 from lookout.loaders import sources_from_config
 from lookout.lock import service_holder
+from lookout.pollbackoff import backing_off, failing_text, poll_interval
 from lookout.snapshots import state_dir_for
 from rules import load_ruleset
 
@@ -59,6 +61,10 @@ class SourceStatus:
     staleness_seconds: float | None  # since the last successful crawl
     stale: bool  # no success for two intervals and a crawl timeout; or empty for crawl.stale_after
     empty_since: datetime | None = None  # the index has listed nothing in every crawl since
+    failures_in_row: int = 0  # failed crawls since the last that read the index (lookout.pollbackoff)
+    poll_every_seconds: float | None = None  # polled this far apart now: every, or longer while backing off
+    backing_off: bool = False  # polled less often than every because it keeps failing
+    failing: str | None = None  # "backing off: 3 failures in a row, next poll 14:05 UTC (every 8m instead of 1m)"
 
 
 @dataclass
@@ -247,6 +253,9 @@ def _sources(conn: Connection, configured: Sequence[Source], config: Config, now
             limit = stale_after(src.every, config.crawl.timeout)
             stale = (staleness is None and last_run is not None) or (
                 staleness is not None and staleness > limit.total_seconds())
+        failures = getattr(row, "failures_in_row", None) or 0  # NULL: none
+        max_backoff = config.crawl.max_backoff
+        next_run = getattr(row, "next_run_at", None) if src is not None else None
         out.append(SourceStatus(
             name=name,
             kind=src.kind if src is not None else getattr(row, "kind", None),
@@ -255,12 +264,17 @@ def _sources(conn: Connection, configured: Sequence[Source], config: Config, now
             last_run=last_run,
             last_result=last_result,
             last_success=last_success,
-            next_run=getattr(row, "next_run_at", None) if src is not None else None,
+            next_run=next_run,
             articles_24h=int(counts.get(name, 0)),
             last_error=last_error,
             staleness_seconds=round(staleness, 1) if staleness is not None else None,
             stale=stale,
             empty_since=empty_from,
+            failures_in_row=failures,
+            poll_every_seconds=(
+                poll_interval(src.every, failures, max_backoff).total_seconds() if src is not None else None),
+            backing_off=src is not None and backing_off(src.every, failures, max_backoff),
+            failing=failing_text(src.every, failures, max_backoff, next_run, now) if src is not None else None,
         ))
     return out
 
@@ -470,6 +484,8 @@ def render_text(report: StatusReport) -> str:
         )
         if s.last_error and s.last_result != CrawlResult.OK:
             lines.append(f"  {'':<20} last error: {s.last_error}")
+        if s.failing:
+            lines.append(f"  {'':<20} {s.failing}")
     o = report.outbox
     if o is not None:
         lines += ["", f"outbox:    {o.pending} pending ({o.held} held), {o.sending} sending, "

@@ -235,3 +235,9 @@ def matching_article(slug: str, title: str, n: int = 0):
         ],
         published=datetime.now(UTC),
     )
+
+
+def without_workers(config):
+    """``config`` with ``crawl.workers: 0``: the service schedules its sources but crawls none (for
+    tests of what the service does besides crawling)."""
+    return config.model_copy(update={"crawl": config.crawl.model_copy(update={"workers": 0})})

@@ -276,18 +276,23 @@ def test_lookout_crawl_and_sources_commands(tmp_path, gazetteer_dir, capsys):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_quiet(proc.stderr, site)
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("rss: ok - fetched 5, new 5, updated 0, duplicates 1, failed 0")
+    # Every URL the feed listed accounted for: seen = skipped + new + updated + unchanged + failed.
+    assert lines[0].startswith(
+        "rss: ok - seen 5, skipped 0, fetched 5, new 5, updated 0, unchanged 0, duplicates 1, failed 0")
     assert lines[1].split() == [
         "source",
         "result",
+        "seen",
+        "skipped",
         "fetched",
         "new",
         "updated",
+        "unchanged",
         "duplicates",
         "failed",
         "seconds",
     ]
-    assert lines[3].split()[:7] == ["rss", "ok", "5", "5", "0", "1", "-"]
+    assert lines[3].split()[:10] == ["rss", "ok", "5", "0", "5", "5", "0", "0", "1", "-"]
     assert "/feed/rss.xml" in paths and "/" not in paths  # only the named source ran
     assert agents == {"Lookout/0.1.0 (+https://github.com/lookout-osint/lookout)"}
 

@@ -206,15 +206,16 @@ def test_crawl_summary_table_totals_say_partial_ok_or_failed():
     from crawler.state import SourceStats
     from lookout.commands.crawl import format_report
 
-    clean = SourceStats("rss", fetched=3, new=3, finish_reason="finished")
-    flaky = SourceStats("sitemap", fetched=2, new=1, failed=Counter({"http-404": 1}), finish_reason="finished")
+    clean = SourceStats("rss", entries=3, fetched=3, new=3, finish_reason="finished")
+    flaky = SourceStats("sitemap", entries=2, fetched=2, new=1, failed=Counter({"http-404": 1}),
+                        finish_reason="finished")
 
     def total(*stats) -> list[str]:
         return format_report(CrawlReport(list(stats), 1.0)).splitlines()[-1].split()
 
-    assert total(clean)[:3] == ["total", "ok", "3"]
-    assert total(clean, flaky)[:3] == ["total", "partial", "5"]
-    assert total(clean, flaky)[6] == "1"  # failed pages
+    assert total(clean)[:5] == ["total", "ok", "3", "0", "3"]  # seen, skipped, fetched
+    assert total(clean, flaky)[:5] == ["total", "partial", "5", "0", "5"]
+    assert total(clean, flaky)[9] == "1"  # failed pages
     broken = SourceStats("listing", index_error="http-500: Internal Server Error", finish_reason="finished")
     assert total(clean, broken)[1] == "failed"
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import urllib.request
 
 from fakebotapi import FakeBotAPI
-from service_harness import wait_until_async, write_config
+from service_harness import wait_until_async, without_workers, write_config
 from sqlalchemy import inspect
 from support.delivery import alert
 
@@ -40,7 +39,7 @@ def test_healthz_and_metrics_show_the_oldest_pending_alert_and_flood_waits(tmp_p
         store.dispose()
         options = ServiceOptions(http=("127.0.0.1", 0), rules_poll=0.3, sources_poll=0.3, metrics_every=0.2,
                                  stagger=0.1, dispatch_idle=0.2)
-        service = Service(config, options, command=lambda name: [sys.executable, "-c", "pass"])
+        service = Service(without_workers(config), options)
 
         async def scenario():
             task = asyncio.create_task(service.run())

@@ -10,7 +10,7 @@ from datetime import timedelta
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
-from core.store import articles, crawl_runs, matches, outbox, utcnow
+from core.store import articles, crawl_runs, matches, outbox, sources, utcnow
 from lookout.maintenance import run_maintenance
 from lookout.metrics import HttpEndpoint, Metrics, parse_listen
 
@@ -116,3 +116,43 @@ def test_retention_keeps_pending_alerts_and_vacuums(store):
     assert left == {kept_pending, fresh}
     assert (report.articles, report.crawl_runs, n_matches, n_outbox) == (1, 1, 0, 1)
     assert report.vacuumed is (store.dialect == "sqlite")
+
+
+def test_failing_sources_show_their_failures_in_row_and_backed_off_interval(store):
+    with store.begin() as conn:
+        for row in (  # rows with different keys: one insert each
+            {"name": "flaky", "kind": "feed", "url": "http://flaky/feed", "last_result": "failed",
+             "failures_in_row": 3, "next_run_at": utcnow() + timedelta(minutes=8)},
+            {"name": "hourly", "kind": "feed", "url": "http://hourly/feed", "last_result": "timeout",
+             "failures_in_row": 3},
+            {"name": "fine", "kind": "feed", "url": "http://fine/feed", "last_result": "ok"},  # NULL: none
+        ):
+            conn.execute(sources.insert().values(**row))
+    metrics = Metrics()  # crawl.max_backoff's default: 1 h
+    every = {"flaky": timedelta(minutes=1), "hourly": timedelta(hours=1), "fine": timedelta(minutes=5)}
+    metrics.refresh(store, ["flaky", "hourly", "fine", "new"], intervals=every)
+
+    def failures(name):
+        return _sample(metrics, "lookout_source_failures_in_row", {"source": name})
+
+    def interval(name):
+        return _sample(metrics, "lookout_source_poll_interval_seconds", {"source": name})
+
+    assert [failures(n) for n in ("flaky", "hourly", "fine", "new")] == [3, 3, 0, 0]  # "new": no row yet
+    assert interval("flaky") == 8 * 60  # 1m * 2**3
+    assert interval("hourly") == 3600  # never polled more often than configured
+    assert interval("fine") == 300
+    # A tighter cap, and a source whose interval is not known: no interval series for it.
+    capped = Metrics(max_backoff=timedelta(minutes=5))
+    capped.refresh(store, ["flaky", "fine"], intervals={"flaky": timedelta(minutes=1)})
+    assert _sample(capped, "lookout_source_poll_interval_seconds", {"source": "flaky"}) == 300
+    assert _sample(capped, "lookout_source_poll_interval_seconds", {"source": "fine"}) is None
+    assert _sample(capped, "lookout_source_failures_in_row", {"source": "fine"}) == 0
+    # Without intervals (the service passes none yet): failures only.
+    Metrics().refresh(store, ["flaky"])
+    # A source dropped from the sources file leaves no series behind.
+    metrics.drop_source("flaky")
+    assert failures("flaky") is None and interval("flaky") is None
+    exposition = metrics.exposition().decode()
+    assert 'lookout_source_failures_in_row{source="hourly"} 3.0' in exposition
+    assert 'lookout_source_poll_interval_seconds{source="hourly"} 3600.0' in exposition

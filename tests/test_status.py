@@ -108,6 +108,47 @@ def test_status_report_contents(store, tmp_path):
     assert "STALE" in render_text(report)
 
 
+def test_a_failing_source_shows_its_backoff(store, tmp_path):
+    with store.begin() as conn:
+        _each(conn, sources, [
+            {"name": "flaky", "kind": "feed", "url": "http://flaky/feed", "last_crawl_at": NOW - timedelta(minutes=3),
+             "last_result": "failed", "last_error": "connection-refused: nobody listens",
+             "failures_in_row": 3, "next_run_at": NOW + timedelta(minutes=5)},
+            {"name": "hourly", "kind": "feed", "url": "http://hourly/feed", "last_result": "timeout",
+             "failures_in_row": 2, "next_run_at": NOW + timedelta(minutes=40)},
+            {"name": "good", "kind": "feed", "url": "http://good/feed", "last_result": "ok",
+             "next_run_at": NOW + timedelta(minutes=2)},  # failures_in_row NULL: none
+        ])
+    config = Config(database=store.url, rules=[str(tmp_path / "missing-rules")])  # crawl.max_backoff: 1h
+    configured = [Source(name="flaky", feed="http://flaky/feed", every="1m"),
+                  Source(name="hourly", feed="http://hourly/feed", every="1h"),
+                  Source(name="good", feed="http://good/feed", every="10m")]
+    report = gather_status(config, store, now=NOW, configured_sources=configured, load_rules=False)
+    by_name = {s.name: s for s in report.sources}
+    flaky, hourly, good = by_name["flaky"], by_name["hourly"], by_name["good"]
+    assert (flaky.failures_in_row, flaky.backing_off, flaky.every_seconds, flaky.poll_every_seconds) == (
+        3, True, 60, 8 * 60)
+    assert flaky.failing == "backing off: 3 failures in a row, next poll 12:05 UTC (every 8m instead of 1m)"
+    assert (hourly.failures_in_row, hourly.backing_off, hourly.poll_every_seconds) == (2, False, 3600)
+    assert hourly.failing.startswith("failing: 2 failures in a row, next poll 12:40 UTC (every 1h: not backed off")
+    assert (good.failures_in_row, good.backing_off, good.poll_every_seconds, good.failing) == (0, False, 600, None)
+    doc = {s["name"]: s for s in report.to_dict()["sources"]}
+    assert (doc["flaky"]["failures_in_row"], doc["flaky"]["poll_every_seconds"], doc["flaky"]["backing_off"]) == (
+        3, 480, True)
+    lines = render_text(report).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  flaky "))
+    assert "every 1m" in lines[at] and "failed" in lines[at] and "next in 5m" in lines[at]  # as before
+    assert lines[at + 1].split() == ["last", "error:", "connection-refused:", "nobody", "listens"]
+    assert lines[at + 2] == (f"  {'':<20} backing off: 3 failures in a row, next poll 12:05 UTC "
+                             "(every 8m instead of 1m)")
+    assert not any("backing off" in line or "failing:" in line for line in lines if "good" in line)
+    # A tighter crawl.max_backoff caps it sooner.
+    config = Config(database=store.url, rules=[str(tmp_path / "missing-rules")], crawl={"max_backoff": "5m"})
+    capped = {s.name: s for s in gather_status(config, store, now=NOW, configured_sources=configured,
+                                               load_rules=False).sources}["flaky"]
+    assert capped.poll_every_seconds == 300 and "(every 5m instead of 1m)" in capped.failing
+
+
 def test_percentile_nearest_rank():
     assert percentile([], 95) is None
     assert percentile([5.0], 50) == 5.0

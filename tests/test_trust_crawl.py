@@ -96,14 +96,15 @@ def test_dead_sources_are_named_and_public_feeds_cannot_point_inward(tmp_path, c
         public_paths = set(public.requests)
 
     assert proc.returncode == 1, proc.stderr[-3000:]  # some sources failed
-    progress = {line.split(":")[0]: line for line in proc.stdout.splitlines() if " - fetched " in line}
-    assert progress["public"].startswith("public: partial - fetched 1, new 1,")
-    assert progress["local"].startswith("local: ok - fetched 1, new 1,")
-    assert progress["nomatch"].startswith("nomatch: empty: selector matched nothing - fetched 0,")
-    assert progress["htmlfeed"].startswith("htmlfeed: failed: not-a-feed (HTML page) - fetched 0,")
-    assert progress["nofeed"].startswith("nofeed: empty: the feed has no entries - fetched 0,")
-    assert progress["refused"].startswith("refused: failed: connection-refused - fetched 0,")
-    assert progress["binary"].startswith("binary: failed: error - fetched 0,")
+    progress = {line.split(":")[0]: line for line in proc.stdout.splitlines() if " - seen " in line}
+    # Public's feed lists 3 links: its own article and 2 refused (to the local site), failed unrequested.
+    assert progress["public"].startswith("public: partial - seen 3, skipped 0, fetched 1, new 1,")
+    assert progress["local"].startswith("local: ok - seen 1, skipped 0, fetched 1, new 1,")
+    assert progress["nomatch"].startswith("nomatch: empty: selector matched nothing - seen 0, skipped 0, fetched 0,")
+    assert progress["htmlfeed"].startswith("htmlfeed: failed: not-a-feed (HTML page) - seen 0, skipped 0, fetched 0,")
+    assert progress["nofeed"].startswith("nofeed: empty: the feed has no entries - seen 0, skipped 0, fetched 0,")
+    assert progress["refused"].startswith("refused: failed: connection-refused - seen 0, skipped 0, fetched 0,")
+    assert progress["binary"].startswith("binary: failed: error - seen 0, skipped 0, fetched 0,")
     table = proc.stdout.split("\nsource ", 1)[1].splitlines()
     assert any(row.startswith("nomatch   empty: selector matched nothing ") for row in table), table
 
@@ -173,7 +174,7 @@ def test_scrapy_crawl_records_its_run_and_prints_scrapy_stats(tmp_path):
         )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Dumping Scrapy stats" in proc.stderr
-    assert "atom: ok - fetched 3, new 3," in proc.stderr  # the line `lookout crawl` prints, logged
+    assert "atom: ok - seen 3, skipped 0, fetched 3, new 3," in proc.stderr  # the line `lookout crawl` prints, logged
     store = Store(f"sqlite:///{tmp_path / 'lookout.db'}")
     try:
         with store.connect() as conn:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 
-from service_harness import lookout, wait_until_async, write_config
+from service_harness import lookout, wait_until_async, without_workers, write_config
 
 from lookout.config import load_config
 from lookout.service import Service, ServiceOptions
@@ -22,7 +21,7 @@ def test_status_shows_the_rules_in_force_and_the_refused_edit_apart(tmp_path):
                                                            "every": "1h"}], token=None, api_url=None)
     config = load_config(str(config_path))
     rules_file = config_path.parent / "rules.yaml"
-    service = Service(config, QUICK, command=lambda name: [sys.executable, "-c", "pass"])
+    service = Service(without_workers(config), QUICK)
 
     async def scenario():
         task = asyncio.create_task(service.run())

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -23,6 +22,7 @@ from service_harness import (
     matching_article,
     wait_until,
     wait_until_async,
+    without_workers,
     write_config,
 )
 from support.newssite import NewsSite
@@ -237,7 +237,7 @@ def test_healthz_is_503_disabled_without_a_token(tmp_path):
                                                            "every": "1h"}], token=None, api_url=None)
     options = ServiceOptions(http=("127.0.0.1", 0), rules_poll=0.3, sources_poll=0.3, metrics_every=1.0,
                              stagger=0.1)
-    service = Service(load_config(str(config_path)), options, command=lambda name: [sys.executable, "-c", "pass"])
+    service = Service(without_workers(load_config(str(config_path))), options)
 
     def fetch(port: int) -> tuple[int, dict]:
         try:

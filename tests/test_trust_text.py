@@ -231,5 +231,6 @@ def test_crawl_records_a_page_without_text_as_no_text_and_stores_the_brief(tmp_p
     assert matched and {a for a, _ in matched} == {brief_id}  # no match but the brief's
     assert "fighting-around-kafrah" in {r for _, r in matched}
     assert queued and {a for a, _ in queued} == {brief_id}  # never alerted: only the brief queued
-    assert proc.stdout.startswith("rss: partial - fetched 2, new 1"), proc.stdout
+    # Both pages seen and fetched; the brief stored, the empty page failed after its download.
+    assert proc.stdout.startswith("rss: partial - seen 2, skipped 0, fetched 2, new 1"), proc.stdout
     assert "no-text 1" in proc.stdout  # the report's failures by reason

@@ -302,6 +302,7 @@ class LookoutSpider(scrapy.Spider):
     def fail(self, url: str, reason: str, detail: str | None = None, *, index: bool = False) -> None:
         """Count and record a failure, in one log line; an article URL backs off (``crawler.state``)."""
         self.source_stats.failed[reason] += 1
+        self.source_stats.index_failures += index
         retry = None if index else self._entry_urls.get(url, url)
         state = record_failure(self.runtime.store, self.source_stats.source, url, reason, detail, backoff_url=retry)
         after = ""

@@ -1,16 +1,20 @@
 """`lookout crawl [SOURCE...]`: crawl now (all sources when none named), store, match and
 enqueue alerts; a progress line per source as it finishes, then a summary table. A source's
 result carries its reason when it has one: ``empty: selector matched nothing``, ``failed:
-not-a-feed (HTML page)``, ``failed: connection-refused``."""
+not-a-feed (HTML page)``, ``failed: connection-refused``.
+
+Both the line and the table are an account of every URL the source's index pages listed
+(``crawler.state.ACCOUNT``, ``unaccounted``): each was seen, then skipped or requested, and each
+page requested was stored (new, updated, unchanged) or failed."""
 
 from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING
 
-from crawler.runner import CrawlReport, progress_line, run_crawl
+from crawler.runner import CrawlReport, run_crawl
 from crawler.sources import select_sources
-from crawler.state import CrawlResult, SourceStats
+from crawler.state import ACCOUNT, CrawlResult, SourceStats, account, progress_line
 from lookout import __version__
 from lookout.commands import add_command, table
 from lookout.loaders import sources_from_config
@@ -54,29 +58,18 @@ def _progress(stats: SourceStats) -> None:
 
 
 def format_report(report: CrawlReport) -> str:
-    header = ("source", "result", "fetched", "new", "updated", "duplicates", "failed", "seconds")
+    """The summary table: a row per source (its failures by reason), then the totals."""
+    header = ("source", "result", *ACCOUNT, "seconds")
     rows = [
-        (
-            s.source,
-            s.outcome,
-            str(s.fetched),
-            str(s.new),
-            str(s.updated),
-            str(s.duplicates),
-            s.failed_text(),
-            f"{s.seconds:.1f}",
-        )
+        (s.source, s.outcome, *(str(n) for n in account(s)[:-1]), s.failed_text(), f"{s.seconds:.1f}")
         for s in report.sources
     ]
+    totals = [sum(column) for column in zip(*(account(s) for s in report.sources), strict=True)]
     rows.append(
         (
             "total",
             CrawlResult.FAILED if not report.ok else CrawlResult.PARTIAL if report.failures else CrawlResult.OK,
-            str(report.total("fetched")),
-            str(report.total("new")),
-            str(report.total("updated")),
-            str(report.total("duplicates")),
-            str(report.failures),
+            *(str(n) for n in totals or [0] * len(ACCOUNT)),
             f"{report.seconds:.1f}",
         )
     )

@@ -1,5 +1,6 @@
 """`lookout sources list|check`: the crawl state of each source (its last result included:
-``empty`` when its index listed nothing), and validation of a sources file (every error at once,
+``empty`` when its index listed nothing; when the scheduler polls it next, and how far apart
+while it keeps failing: ``lookout.pollbackoff``), and validation of a sources file (every error at once,
 as ``file:line:col: message``: a ``follow`` selector that does not compile, a ``lang`` that is no
 ISO 639-1 code, ...)."""
 
@@ -16,6 +17,7 @@ from core.store import articles, sources, utcnow
 from crawler.sources import load_sources
 from lookout.commands import add_command, table, usage_handler
 from lookout.loaders import sources_from_config
+from lookout.pollbackoff import failing_text
 
 if TYPE_CHECKING:
     import argparse
@@ -27,7 +29,9 @@ if TYPE_CHECKING:
 def register(sub: Subparsers) -> None:
     p = add_command(sub, "sources")
     s = p.add_subparsers(dest="sources_command", metavar="COMMAND")
-    ls = s.add_parser("list", help="each source: last crawl, last success, last result, new in 24 h, last error")
+    ls = s.add_parser(
+        "list", help="each source: last crawl, last success, last result, new in 24 h, next poll, backoff, last error"
+    )
     ls.set_defaults(func=list_sources)
     ck = s.add_parser("check", help="validate a sources file (all errors at once, file:line)")
     ck.add_argument(
@@ -55,6 +59,7 @@ def check(args: argparse.Namespace, ctx: AppContext) -> int:
 
 def list_sources(_args: argparse.Namespace, ctx: AppContext) -> int:
     configured = sources_from_config(ctx.config)
+    max_backoff = ctx.config.crawl.max_backoff
     since = utcnow() - timedelta(hours=24)
     with ctx.store.connect() as conn:
         state = {r.name: r for r in conn.execute(select(sources))}
@@ -77,10 +82,15 @@ def list_sources(_args: argparse.Namespace, ctx: AppContext) -> int:
                 _when(r.last_success_at if r else None),
                 (r.last_result or "-") if r else "-",
                 str(recent.get(s.name, 0)),
+                _when(r.next_run_at if r else None),
+                # The same words as `lookout status`, the next poll being the column before.
+                failing_text(s.every, r.failures_in_row if r else None, max_backoff) or "-",
                 (r.last_error or "-") if r else "never crawled",
             )
         )
-    header = ("source", "kind", "every", "last crawl", "last success", "result", "new 24h", "last error")
+    # The last error stays last: it is the long one.
+    header = ("source", "kind", "every", "last crawl", "last success", "result", "new 24h", "next poll", "backoff",
+              "last error")
     print(table(header, rows))
     return 0
 

@@ -408,6 +408,9 @@ class NewsSite(demo.NewsSite):
         if path == "/fault/slow":
             time.sleep(float(query.get("seconds", ["5"])[0]))
             return Page(b"<html><body><p>late</p></body></html>", HTML_TYPE)
+        if path == "/fault/slow-feed":  # the site's RSS feed, late
+            time.sleep(float(query.get("seconds", ["5"])[0]))
+            return self.render("/feed/rss.xml", {})
         if path == "/fault/huge":
             size = int(query.get("bytes", [str(8 * 1024 * 1024)])[0])
             return Page(b"<html><body><p>" + b"x" * size + b"</p></body></html>", HTML_TYPE)

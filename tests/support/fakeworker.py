@@ -1,0 +1,61 @@
+"""A stand-in crawl worker for the service side's tests: speaks ``lookout.workerproto`` on stdin
+and stdout like ``lookout.worker`` but crawls nothing. What it does with an order depends on the
+source's name: ``ok-…``, ``partial-…``, ``empty-…``, ``failed-…`` finish at once (after
+``?sleep=S`` of the feed URL) with that result; ``hang-…`` never finishes; ``die-…`` SIGKILLs the
+worker. ``FAKE_WORKER_SILENT=1``: no heartbeats (a hung worker). Each order it takes is appended,
+with its pid, to the file ``FAKE_WORKER_LOG`` names."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from core.lifetime import die_with_parent
+from lookout.workerproto import TO_WORKER, Alive, CrawlDoneReport, CrawlOrder, Ready, StopOrder
+
+_lock = threading.Lock()
+
+
+def send(message) -> None:
+    with _lock:
+        sys.stdout.buffer.write(message.line())
+        sys.stdout.buffer.flush()
+
+
+def crawl(order: CrawlOrder) -> None:
+    name = order.source.name
+    kind = name.split("-")[0]
+    sleep = float(parse_qs(urlsplit(order.source.url).query).get("sleep", ["0"])[0])
+    with Path(os.environ["FAKE_WORKER_LOG"]).open("a") as log:
+        log.write(f"{os.getpid()} {name}\n")
+    if kind == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "hang":
+        return
+    time.sleep(sleep)
+    send(CrawlDoneReport(id=order.id, source=name, result=kind, outcome=kind, seconds=sleep, new=1))
+
+
+def main() -> None:
+    die_with_parent()
+    send(Ready(pid=os.getpid()))
+    if not os.environ.get("FAKE_WORKER_SILENT"):
+        def beat() -> None:
+            while True:
+                send(Alive(rss=1, crawls_done=0, running=0))
+                time.sleep(0.2)
+        threading.Thread(target=beat, daemon=True).start()
+    for line in sys.stdin.buffer:
+        order = TO_WORKER.validate_json(line)
+        if isinstance(order, StopOrder):
+            return
+        threading.Thread(target=crawl, args=(order,), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
