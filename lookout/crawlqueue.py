@@ -232,6 +232,13 @@ class CrawlQueue:
         """The pool's ``on_done``: the next poll scheduled (and saved), the run recorded when the
         worker could not record it, then ``on_finished``."""
         state = self.states.get(done.source)
+        if done.returned:  # handed to a worker that retired before taking it
+            if state is not None:
+                state.running = False
+                state.due = self.now()
+                self._push(done.source)
+                self._wake.set()
+            return
         if state is not None:
             state.running = False
             previous = state.failures

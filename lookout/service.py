@@ -91,6 +91,7 @@ class Health:
     rules_version: str | None
     rule_errors: int  # errors of the last refused rule edit
     crawls_running: list[str]
+    workers: list[dict[str, object]]  # each crawl worker: pid, crawls held, crawls done, RSS, retiring
     oldest_pending_seconds: float | None  # the oldest alert on its way (held ones left out); None: none
     chats_in_flood_wait: int  # chats Telegram told to wait (429) ...
     longest_flood_wait_seconds: float  # ... and the longest wait left
@@ -106,6 +107,7 @@ class Health:
             "rules_version": self.rules_version,
             "rule_errors": self.rule_errors,
             "crawls_running": self.crawls_running,
+            "workers": self.workers,
             "oldest_pending_seconds": self.oldest_pending_seconds,
             "chats_in_flood_wait": self.chats_in_flood_wait,
             "longest_flood_wait_seconds": self.longest_flood_wait_seconds,
@@ -274,7 +276,8 @@ class Service:
         await self.schedule.crawl_done(done)
 
     async def _crawl_finished(self, done: CrawlDone) -> None:
-        level = logging.INFO if done.result == CrawlResult.OK else logging.WARNING
+        # Thousands of unchanged polls an hour: those at DEBUG; what found something, or failed, at INFO and up.
+        level = (logging.WARNING if done.result != CrawlResult.OK else logging.INFO if done.new else logging.DEBUG)
         log.log(level, "crawl finished source=%s result=%s seconds=%.1f outcome=%s", done.source, done.result,
                 (done.finished_at - done.started_at).total_seconds(), done.outcome)
         self.metrics.count_crawl(done.result)
@@ -398,6 +401,7 @@ class Service:
             rules_version=rules.current.version if rules is not None else None,
             rule_errors=len(rules.errors) if rules is not None else 0,
             crawls_running=self.schedule.running if self.schedule else [],
+            workers=self.workers.describe() if self.workers else [],
             oldest_pending_seconds=None if oldest is None else round(oldest, 1),
             chats_in_flood_wait=len(floods),
             longest_flood_wait_seconds=round(max(floods.values(), default=0.0), 1),

@@ -78,6 +78,7 @@ class ServiceLink:
         self.crawls_done = 0
         self.running: dict[int, asyncio.Future[SourceStats]] = {}
         self.retiring = False
+        self._retired = asyncio.Event()  # retiring, and the last crawl has ended
         self._reload: asyncio.Lock | None = None
 
     def send(self, message: Ready | CrawlDoneReport | Alive | Retiring) -> None:
@@ -112,16 +113,15 @@ class ServiceLink:
             beat.cancel()
 
     async def _next_line(self, reader: asyncio.StreamReader) -> bytes | None:
-        """The next order; while retiring, None as soon as the last crawl has ended."""
+        """The next order; None once the service closed stdin, or once retiring and idle."""
         read = asyncio.ensure_future(reader.readline())
-        while True:
-            done, _ = await asyncio.wait({read}, timeout=0.2 if self.retiring else None)
-            if read in done:
-                line = read.result()
-                return line or None
-            if self.retiring and not self.running:
-                read.cancel()
-                return None
+        idle = asyncio.ensure_future(self._retired.wait())
+        await asyncio.wait({read, idle}, return_when=asyncio.FIRST_COMPLETED)
+        idle.cancel()
+        if read.done():
+            return read.result() or None
+        read.cancel()
+        return None
 
     async def _take(self, engine: CrawlEngine, order: CrawlOrder) -> None:
         if order.rules is not None and order.rules.version != self.rules.version:
@@ -144,6 +144,8 @@ class ServiceLink:
 
     def _finished(self, order_id: int, done: asyncio.Future[SourceStats]) -> None:
         self.running.pop(order_id, None)
+        if self.retiring and not self.running:
+            self._retired.set()
         self.crawls_done += 1
         stats = done.result()
         self.send(CrawlDoneReport(
@@ -153,20 +155,23 @@ class ServiceLink:
         ))
         self._maybe_retire()
 
-    def _maybe_retire(self) -> None:
+    def _maybe_retire(self, *, check_memory: bool = False) -> None:
+        """Retire after ``crawl.max_crawls_per_worker`` crawls, or (``check_memory``: the
+        heartbeat's, reading /proc) above ``crawl.max_worker_rss``."""
         if self.retiring:
             return
         limit = self.config.crawl.max_crawls_per_worker
-        rss, rss_limit = self.rss(), int(self.config.crawl.max_worker_rss)
         reason = None
         if self.crawls_done >= limit:
             reason = f"{self.crawls_done} crawls done (crawl.max_crawls_per_worker: {limit})"
-        elif rss > rss_limit:
+        elif check_memory and (rss := self.rss()) > (rss_limit := int(self.config.crawl.max_worker_rss)):
             reason = f"RSS {rss / 2**20:.0f} MiB above crawl.max_worker_rss ({rss_limit / 2**20:.0f} MiB)"
         if reason is not None:
             self.retiring = True
             log.info("worker: retiring: %s", reason)
             self.send(Retiring(reason=reason))
+            if not self.running:
+                self._retired.set()
 
     def rss(self) -> int:
         """This worker's memory with its extraction processes'."""
@@ -175,7 +180,7 @@ class ServiceLink:
     async def _heartbeat(self) -> None:
         while True:
             self.send(Alive(rss=self.rss(), crawls_done=self.crawls_done, running=len(self.running)))
-            self._maybe_retire()
+            self._maybe_retire(check_memory=True)
             await asyncio.sleep(HEARTBEAT)
 
     async def _drain(self, grace: float) -> None:

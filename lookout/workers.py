@@ -51,6 +51,7 @@ class CrawlDone:
     finished_at: datetime
     recorded: bool  # the worker recorded its run; False: the service must (the worker died)
     new: int = 0  # articles stored new
+    returned: bool = False  # never crawled: its worker retired first; due again at once, nothing recorded
 
 
 @dataclass(eq=False)
@@ -163,6 +164,11 @@ class WorkerPool:
     def running(self) -> list[str]:
         return sorted(order.source.name for w in self.workers for order, _at, _host in w.held.values())
 
+    def describe(self) -> list[dict[str, object]]:
+        """Each worker as ``/healthz`` shows it."""
+        return [{"pid": w.pid, "ready": w.ready, "crawls_held": len(w.held), "crawls_done": w.crawls_done,
+                 "rss_mb": round(w.rss / 2**20, 1), "retiring": w.retiring} for w in self.workers]
+
     def has_room(self) -> bool:
         return any(self._takes(w) for w in self.workers)
 
@@ -251,6 +257,12 @@ class WorkerPool:
         self.workers.remove(worker)
         reason = _death_reason(rc, worker.tail)
         expected = self._stopping or (worker.retiring and rc == 0)
+        if worker.held and expected and not self._stopping:  # sent as it retired: crawled by another
+            for order, started, host in worker.held.values():
+                self._release_host(worker, host)
+                await self._tell(CrawlDone(order.source.name, CrawlResult.OK, "returned", started, utcnow(),
+                                           recorded=True, returned=True))
+            worker.held.clear()
         if worker.held:
             result = CrawlResult.KILLED if rc is not None and rc < 0 else CrawlResult.FAILED
             if self._stopping:

@@ -116,8 +116,6 @@ def test_at_most_capacity_crawls_per_worker_and_a_hosts_crawls_on_one_worker(sql
 
 
 def test_a_killed_worker_is_replaced_and_its_crawl_recorded_and_crawled_again(sqlite_store, tmp_path, caplog):
-    flag = tmp_path / "died-once"
-
     async def scenario():
         async with Rig(sqlite_store, tmp_path) as rig:
             await until(lambda: rig.pool.workers and rig.pool.workers[0].ready)
@@ -127,20 +125,37 @@ def test_a_killed_worker_is_replaced_and_its_crawl_recorded_and_crawled_again(sq
             os.kill(first, 9)  # as the kernel's OOM killer would
             await until(lambda: rig.done)
             await until(lambda: len(rig.orders()) == 2)  # the replacement took the same source
-            flag.touch()
-            return rig, first
+            with sqlite_store.connect() as conn:  # before the shutdown records the replacement's crawl
+                run = conn.execute(select(crawl_runs.c.result, crawl_runs.c.error)).one()
+                row = conn.execute(select(sources.c.last_result, sources.c.last_error, sources.c.failures_in_row)).one()
+            return rig, first, run, row
 
     caplog.set_level(logging.WARNING)
-    rig, first = asyncio.run(scenario())
+    rig, first, run, row = asyncio.run(scenario())
     assert rig.done[0].result == CrawlResult.KILLED and rig.done[0].outcome == "killed (signal 9)"
     (pid1, name1), (pid2, name2) = rig.orders()
     assert name1 == name2 == "hang-feed" and pid1 == first and pid2 != first
     assert "crawl worker 1 died" in caplog.text
-    with sqlite_store.connect() as conn:
-        run = conn.execute(select(crawl_runs.c.result, crawl_runs.c.error)).one()
-        row = conn.execute(select(sources.c.last_result, sources.c.last_error, sources.c.failures_in_row)).one()
     assert tuple(run) == ("killed", "killed (signal 9)")
     assert tuple(row) == ("killed", "killed (signal 9)", 1)
+
+
+def test_a_retiring_worker_is_replaced_and_nothing_is_lost(sqlite_store, tmp_path, caplog):
+    async def scenario():
+        async with Rig(sqlite_store, tmp_path) as rig:
+            await until(lambda: rig.pool.workers and rig.pool.workers[0].ready)
+            await asyncio.to_thread(rig.queue.apply, [_source("retire-a")])
+            await until(lambda: rig.done)
+            await asyncio.to_thread(rig.queue.apply, [_source("retire-a"), _source("ok-b")])
+            await until(lambda: len(rig.done) == 2)
+            return rig
+
+    caplog.set_level(logging.INFO)
+    rig = asyncio.run(scenario())
+    (pid1, _), (pid2, name2) = rig.orders()
+    assert name2 == "ok-b" and pid2 != pid1  # crawled by the replacement
+    assert [d.result for d in rig.done] == [CrawlResult.OK, CrawlResult.OK]
+    assert "retiring: 1 crawls done" in caplog.text and "died" not in caplog.text
 
 
 def test_a_silent_worker_is_killed_as_hung_and_replaced(sqlite_store, tmp_path):

@@ -197,3 +197,20 @@ def test_a_worker_dies_with_a_killed_service(tmp_path):
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_a_worker_retires_after_its_crawls_without_losing_one_in_flight(tmp_path, site):
+    site.publish(matching_article("azaz-one", "Fighting near Azaz"))
+    config = write_config(tmp_path, sources=[], token=None, api_url=None)
+    with config.open("a") as f:  # the crawl section is the file's last
+        f.write("  max_crawls_per_worker: 2\n")
+    worker = WorkerProcess(config)
+    try:
+        for n in range(1, 4):  # the third is in flight when the second ends
+            worker.order(CrawlOrder(id=n, source=_source(f"s{n}", f"{site.url}/fault/slow-feed?seconds={n * 0.3}")))
+        done = worker.finished(3)
+        assert {r["result"] for r in done.values()} == {"ok"}
+        assert any(r["kind"] == "retiring" and "2 crawls done" in r["reason"] for r in worker.reports)
+        assert worker.proc.wait(timeout=20) == 0  # ended by itself, once its crawls were done
+    finally:
+        worker.close()

@@ -2,8 +2,9 @@
 and stdout like ``lookout.worker`` but crawls nothing. What it does with an order depends on the
 source's name: ``ok-…``, ``partial-…``, ``empty-…``, ``failed-…`` finish at once (after
 ``?sleep=S`` of the feed URL) with that result; ``hang-…`` never finishes; ``die-…`` SIGKILLs the
-worker. ``FAKE_WORKER_SILENT=1``: no heartbeats (a hung worker). Each order it takes is appended,
-with its pid, to the file ``FAKE_WORKER_LOG`` names."""
+worker; ``retire-…`` finishes ok, then the worker retires and ends. ``FAKE_WORKER_SILENT=1``: no
+heartbeats (a hung worker). Each order it takes is appended, with its pid, to the file
+``FAKE_WORKER_LOG`` names."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from core.lifetime import die_with_parent
-from lookout.workerproto import TO_WORKER, Alive, CrawlDoneReport, CrawlOrder, Ready, StopOrder
+from lookout.workerproto import TO_WORKER, Alive, CrawlDoneReport, CrawlOrder, Ready, Retiring, StopOrder
 
 _lock = threading.Lock()
 
@@ -38,7 +39,12 @@ def crawl(order: CrawlOrder) -> None:
     if kind == "hang":
         return
     time.sleep(sleep)
-    send(CrawlDoneReport(id=order.id, source=name, result=kind, outcome=kind, seconds=sleep, new=1))
+    result = "ok" if kind == "retire" else kind
+    send(CrawlDoneReport(id=order.id, source=name, result=result, outcome=result, seconds=sleep, new=1))
+    if kind == "retire":  # as after crawl.max_crawls_per_worker crawls: say so, then end
+        send(Retiring(reason="1 crawls done (crawl.max_crawls_per_worker: 1)"))
+        time.sleep(0.2)
+        os._exit(0)
 
 
 def main() -> None:
