@@ -152,13 +152,21 @@ class _Finished:
 
 
 def record_run(conn: Connection, stats: SourceStats, started: datetime, finished: datetime) -> None:
-    """One finished source crawl into ``crawl_runs`` and its ``sources`` row."""
+    """One finished source crawl into its ``sources`` row and, unless ``uneventful``, ``crawl_runs``."""
     reason = stats.finish_reason
     error = stats.index_error or (None if reason in (None, "finished") else f"crawl ended: {reason}")
     if reason == "timeout":
         error = f"timed out after {stats.seconds:.0f}s (crawl.timeout); abandoned"
     if error is None and stats.result == CrawlResult.EMPTY:
         error = stats.empty_reason or "the index listed no article"
+    values: dict[str, object] = {"last_crawl_at": finished, "last_result": stats.result}
+    if stats.result in (CrawlResult.OK, CrawlResult.PARTIAL):  # an empty index is no success
+        values["last_success_at"] = finished
+    if uneventful(stats):
+        # Nothing fetched, nothing failed (a 304, or every entry known): the sources row says
+        # when; a run row for each of thousands of such polls an hour would tell nothing more.
+        conn.execute(update(source_rows).where(source_rows.c.name == stats.source).values(last_error=None, **values))
+        return
     conn.execute(crawl_runs.insert().values(
         source=stats.source, started_at=started, finished_at=finished, result=stats.result,
         fetched=stats.fetched, new=stats.new, updated=stats.updated, duplicates=stats.duplicates,
@@ -166,11 +174,13 @@ def record_run(conn: Connection, stats: SourceStats, started: datetime, finished
         error=error or (f"failed: {stats.failed_text()}" if stats.failures else None),
     ))
     pages_failed = f"{stats.failures} page(s) failed: {stats.failed_text()}" if stats.failures else None
-    values: dict[str, object] = {"last_crawl_at": finished, "last_result": stats.result,
-                                 "last_error": error or pages_failed}
-    if stats.result in (CrawlResult.OK, CrawlResult.PARTIAL):  # an empty index is no success
-        values["last_success_at"] = finished
+    values["last_error"] = error or pages_failed
     conn.execute(update(source_rows).where(source_rows.c.name == stats.source).values(**values))
+
+
+def uneventful(stats: SourceStats) -> bool:
+    """A crawl that read nothing new and lost nothing: ok, no page fetched, none failed."""
+    return stats.result == CrawlResult.OK and stats.fetched == 0 and stats.failures == 0
 
 
 class StandaloneRunRecorder:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.store import Store, utcnow
+from crawler.state import cached_validators
 from crawler.storage import save_article
 from crawler.stories import StoryClusterer
 
@@ -86,6 +87,7 @@ class CrawlRuntime:
     owned_store: bool = False  # close() disposes of the store too
     owned_extractor: bool = False  # close() shuts the pool down too
     claimed: set[str] = field(default_factory=set)  # article URLs some running source crawl fetches
+    validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # by index URL
     writer: IngestWriter | None = None
 
     def claim(self, url: str) -> bool:
@@ -96,6 +98,16 @@ class CrawlRuntime:
             return False
         self.claimed.add(url)
         return True
+
+    def validators_for(self, url: str) -> tuple[str | None, str | None]:
+        """The ETag and Last-Modified last saved for an index URL: from memory once read (a
+        long-lived worker polls the same feeds all day), else from ``http_cache``. Another
+        worker's newer save costs at worst one full answer instead of a 304."""
+        known = self.validators.get(url)
+        if known is None:
+            with self.store.connect() as conn:
+                known = self.validators[url] = cached_validators(conn, url)
+        return known
 
     def release(self, urls: list[str]) -> None:
         """A finished crawl's claims: its articles are stored by now, or failed."""

@@ -1,7 +1,11 @@
 """Storing one cleaned article: new, updated (same URL, changed text: keeps its story) or
-unchanged; story assignment; ``alertable`` from ``crawl.max_age``; and which discovered URLs are
-stored already. Runs inside the caller's transaction (the caller may match rules and enqueue
-alerts in the same one)."""
+unchanged; story assignment (the story index in the database, ``crawler.stories``); ``alertable``
+from ``crawl.max_age``; and which discovered URLs are stored already. Runs inside the caller's
+transaction (the caller may match rules and enqueue alerts in the same one).
+
+Safe with other transactions storing at once (crawl processes, threads): copies of one story
+end in one story (``StoryClusterer.lock``), and two sightings of one new URL store one row, the
+later one counting as that row's re-sighting."""
 
 from __future__ import annotations
 
@@ -11,15 +15,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from core.store import article_urls, articles, insert_ignore, url_hash
 from crawler.canonical import canonicalize
-from crawler.stories import StoryClusterer, signature_of
+from crawler.stories import StoryClusterer, new_story_id, signature_of
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
-    from sqlalchemy.engine import Connection, CursorResult
+    from sqlalchemy.engine import Connection, Row
 
     from crawler.items import Article, ArticleStatus
 
@@ -31,7 +36,15 @@ _FIND = select(articles.c.id, articles.c.story_id, articles.c.content_hash, arti
     articles.c.url_hash == bindparam("find_hash")
 )
 _UPDATE = update(articles).where(articles.c.id == bindparam("row_id"))
-_INSERT = articles.insert()
+# Conflict-safe: another transaction may store the same URL between our look-up and our insert
+# (on PostgreSQL this one then waits for it to commit); no row comes back then. No conflict
+# target: url and url_hash are both unique, and PostgreSQL raises on a conflict in a unique index
+# it was not told to arbitrate (url's, when the two inserts race past url_hash's pre-check). The
+# dialects' own INSERTs, as core.store.insert_ignore's: SQL has no portable ON CONFLICT.
+_INSERT_NEW = {
+    "postgresql": postgresql.insert(articles).on_conflict_do_nothing().returning(articles.c.id),
+    "sqlite": sqlite.insert(articles).on_conflict_do_nothing().returning(articles.c.id),
+}
 
 
 @dataclass(frozen=True)
@@ -68,33 +81,37 @@ def save_article(
         article.content_hash = content_hash(article.title, article.text)
     if article.signature is None:
         article.signature = signature_of(article.text)
-    fetched = article.fetched or now
+    # Before the first read: a copy of this story (or this URL) another transaction is storing
+    # is then either committed, and found below, or waits for this transaction to end.
+    clusterer.lock(conn, [article.signature])
     hashed = url_hash(article.url)
     row = conn.execute(_FIND, {"find_hash": hashed}).first()
-    if row is not None:
-        values = {"row_id": row.id, "fetched": fetched, "entry_marker": article.entry_marker}
-        _remember_other_urls(conn, row.id, article)
-        if row.content_hash == article.content_hash:
-            conn.execute(_UPDATE, values)
-            return SavedArticle(row.id, row.story_id, "unchanged", True, row.alertable)
-        values |= {
-            "title": article.title,
-            "text": article.text,
-            "author": article.author,
-            "published": article.published,
-            "language": article.language,
-            "outlet": article.outlet,
-            "content_hash": article.content_hash,
-            "signature": article.signature,
-        }
-        conn.execute(_UPDATE, values)
-        clusterer.add(article.url, row.story_id, article.signature)  # same URL keeps its story
-        return SavedArticle(row.id, row.story_id, "updated", True, row.alertable)
+    if row is None:
+        saved = _insert_new(conn, article, clusterer, hashed, max_age=max_age, now=now)
+        if saved is not None:
+            return saved
+        # Stored meanwhile by another transaction (on PostgreSQL, where a text without bands
+        # takes no lock, and another text at this URL other locks): this is the row's re-sighting.
+        row = conn.execute(_FIND, {"find_hash": hashed}).one()
+    return _save_existing(conn, row, article, clusterer, now=now)
 
-    story_id, similar = clusterer.assign(article)  # one LSH query per new article
+
+def _insert_new(
+    conn: Connection,
+    article: Article,
+    clusterer: StoryClusterer,
+    hashed: str,
+    *,
+    max_age: timedelta | None,
+    now: datetime,
+) -> SavedArticle | None:
+    """Store an article first seen now under a similar article's story, else a new one; None if
+    another transaction stored its URL first."""
+    similar = clusterer.find(conn, article.signature)  # one indexed query per new article
+    story_id = similar or new_story_id(article.url)
     alertable = is_alertable(article.published, max_age=max_age, now=now)
-    result = conn.execute(
-        _INSERT,
+    article_id = conn.execute(
+        _INSERT_NEW[conn.dialect.name],
         {
             "url": article.url,
             "url_hash": hashed,
@@ -103,7 +120,7 @@ def save_article(
             "title": article.title,
             "author": article.author,
             "published": article.published,
-            "fetched": fetched,
+            "fetched": article.fetched or now,
             "first_seen": now,
             "language": article.language,
             "text": article.text,
@@ -113,18 +130,36 @@ def save_article(
             "signature": article.signature,
             "alertable": alertable,
         },
-    )
-    article_id = inserted_id(result)
+    ).scalar()
+    if article_id is None:
+        return None
+    clusterer.add(conn, article_id, article.signature)
     _remember_other_urls(conn, article_id, article)
     return SavedArticle(article_id, story_id, "new", similar is None, alertable)
 
 
-def inserted_id(result: CursorResult[Any]) -> int:
-    """The integer primary key of the row a one-row INSERT added."""
-    key = result.inserted_primary_key
-    if key is None:
-        raise RuntimeError("the INSERT reported no primary key")
-    return int(key[0])
+def _save_existing(
+    conn: Connection, row: Row[Any, Any, Any, Any], article: Article, clusterer: StoryClusterer, *, now: datetime
+) -> SavedArticle:
+    """A stored URL seen again: unchanged, or updated (its story kept, its bands re-indexed)."""
+    values = {"row_id": row.id, "fetched": article.fetched or now, "entry_marker": article.entry_marker}
+    _remember_other_urls(conn, row.id, article)
+    if row.content_hash == article.content_hash:
+        conn.execute(_UPDATE, values)
+        return SavedArticle(row.id, row.story_id, "unchanged", True, row.alertable)
+    values |= {
+        "title": article.title,
+        "text": article.text,
+        "author": article.author,
+        "published": article.published,
+        "language": article.language,
+        "outlet": article.outlet,
+        "content_hash": article.content_hash,
+        "signature": article.signature,
+    }
+    conn.execute(_UPDATE, values)
+    clusterer.reindex(conn, row.id, article.signature)  # same URL keeps its story
+    return SavedArticle(row.id, row.story_id, "updated", True, row.alertable)
 
 
 def _remember_other_urls(conn: Connection, article_id: int, article: Article) -> None:

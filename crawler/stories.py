@@ -6,37 +6,45 @@ twenty changes about 15 % of the 3-shingles (Jaccard ~0.74, well above); two dif
 on the same towns share well under 10 % of their 3-shingles. The best candidate must also reach
 ``MIN_JACCARD`` by MinHash estimate, since LSH returns candidates, not verdicts.
 
-The MinHash and its LSH index are a few lines of numpy here rather than datasketch: importing
-datasketch pulls scipy in (0.3 s of every crawl process's start-up) to tune LSH parameters this
-module fixes, and it hashes each shingle with SHA-1 in a Python loop (most of the signature's
-cost). The method is the same: each permutation is a multiply-shift hash of the shingle's
-32-bit hash, the signature keeps each permutation's minimum, and LSH buckets signatures by
-bands of ``ROWS`` values (25 x 5: datasketch's optimum for 0.5 and 128 permutations).
+The MinHash is a few lines of numpy here rather than datasketch: importing datasketch pulls
+scipy in (0.3 s of every crawl process's start-up) to tune LSH parameters this module fixes, and
+it hashes each shingle with SHA-1 in a Python loop (most of the signature's cost). The method is
+the same: each permutation is a multiply-shift hash of the shingle's 32-bit hash, the signature
+keeps each permutation's minimum, and LSH buckets signatures by bands of ``ROWS`` values (25 x 5:
+datasketch's optimum for 0.5 and 128 permutations).
+
+The LSH index lives in the database (``core.store.story_bands``: one row per article and band,
+keyed by a hash of the band's values), so nothing is loaded per crawl and every process and
+connection sees the same stories. An article's candidates are one indexed query; the Jaccard
+check runs here. Two copies of one story stored at once by two transactions end in one story:
+the ingest takes a lock covering the article's bands before it reads candidates (``lock``), held
+until commit, so the second reads after the first committed its band rows.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import zlib
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, delete, false, or_, select, text, update
 
-from core.store import articles
+from core.store import STORY_BANDS, STORY_ROWS, STORY_SIGNATURE_BYTES, articles, story_band_keys, story_bands
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from collections.abc import Iterable
 
     from sqlalchemy.engine import Connection
 
-NUM_PERM = 128
+SIGNATURE_BYTES = STORY_SIGNATURE_BYTES  # uint32 values; stored signatures of another size are ignored
+NUM_PERM = SIGNATURE_BYTES // 4
 SHINGLE = 3
-BANDS, ROWS = 25, 5
+BANDS, ROWS = STORY_BANDS, STORY_ROWS
 MIN_JACCARD = 0.5
 MIN_SHINGLES = 8  # shorter texts never cluster: a few shared words prove nothing
-SIGNATURE_BYTES = NUM_PERM * 4  # uint32 values; stored signatures of another size are ignored
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 # Fixed seeds: signatures are stored, so every process must draw the same permutations.
@@ -45,12 +53,6 @@ _MUL = _RNG.integers(0, 2**64, NUM_PERM, dtype=np.uint64) | np.uint64(1)  # odd 
 _ADD = _RNG.integers(0, 2**64, NUM_PERM, dtype=np.uint64)
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
 _SHIFT = np.uint64(32)
-
-
-class HasText(Protocol):
-    url: str
-    text: str
-    signature: bytes | None
 
 
 def shingle_hashes(text: str, size: int = SHINGLE) -> np.ndarray:
@@ -97,81 +99,112 @@ def new_story_id(url: str) -> str:
     return hashlib.sha1(url.encode("utf-8")).hexdigest()  # 40 chars, stable for a URL
 
 
-class StoryClusterer:
-    """The LSH index of stored signatures, keyed by article URL, each mapped to its story id."""
+@functools.lru_cache(maxsize=256)
+def band_keys(signature: bytes | None) -> tuple[int, ...]:
+    """The ``story_bands`` key of each band of ``signature`` (none when it is None or of another
+    size). Cached: one ingest asks for the same signature's keys to lock, look up and index."""
+    return tuple(story_band_keys(signature)) if signature is not None else ()
 
-    def __init__(self) -> None:
-        self._bands: list[dict[bytes, set[str]]] = [{} for _ in range(BANDS)]
-        self._story: dict[str, str] = {}
-        self._sig: dict[str, np.ndarray] = {}
+
+# Built once, as crawler.storage's statements: one per article ingested.
+_CANDIDATES = select(articles.c.id, articles.c.url, articles.c.story_id, articles.c.signature).where(
+    articles.c.id.in_(
+        # An OR of band equalities, not a (band, key) IN list: SQLite searches the index once
+        # per term for the OR ("MULTI-INDEX OR") but scans the whole index for the row values.
+        select(story_bands.c.article_id).where(
+            or_(*(and_(story_bands.c.band == b, story_bands.c.key == bindparam(f"k{b}")) for b in range(BANDS)))
+        )
+    )
+)
+_INSERT_BANDS = story_bands.insert()
+_DELETE_BANDS = delete(story_bands).where(story_bands.c.article_id == bindparam("of_article"))
+# A write that changes nothing, for its lock (see ``StoryClusterer.lock``).
+_TAKE_WRITE_LOCK = update(story_bands).where(false()).values(band=story_bands.c.band)
+_ADVISORY_LOCKS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k")
+
+
+def _lock_namespace(conn: Connection) -> int:
+    """A 64-bit mask from the schema the connection's tables are in: advisory locks are per
+    database, and two installs (or test runs) in two schemas of one database share nothing."""
+    schemas = conn.get_execution_options().get("schema_translate_map") or {}
+    return _namespace_of(str(schemas.get(None) or "public"))
+
+
+@functools.cache
+def _namespace_of(schema: str) -> int:
+    return int.from_bytes(hashlib.blake2b(schema.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+class StoryClusterer:
+    """The story index in the database: every method works in the caller's transaction on
+    ``conn``. It holds no state, so any number of processes agree on stories."""
 
     @classmethod
-    def load(cls, conn: Connection, since: datetime | None = None) -> StoryClusterer:
-        """Index stored articles (those first seen since ``since``, when given)."""
-        self = cls()
-        stmt = select(articles.c.url, articles.c.story_id, articles.c.signature).where(
-            articles.c.signature.is_not(None)
-        )
-        if since is not None:
-            stmt = stmt.where(articles.c.first_seen >= since)
-        for url, story_id, sig in conn.execute(stmt):
-            self.add(url, story_id, bytes(sig))
-        return self
+    def load(cls, conn: Connection | None = None) -> StoryClusterer:  # noqa: ARG003 - callers pass it
+        """A clusterer. Reads nothing: the index is in the database (this once loaded it all)."""
+        return cls()
 
-    def __len__(self) -> int:
-        return len(self._story)
+    def lock(self, conn: Connection, signatures: Iterable[bytes | None]) -> None:
+        """Hold, until ``conn``'s transaction ends, the lock that orders ingests of articles with
+        any of these signatures' bands: take it before ``find``, and the articles another
+        transaction indexes under it are either committed and found, or wait for this one.
 
-    def story_of(self, url: str) -> str | None:
-        return self._story.get(url)
+        PostgreSQL: a transaction-scoped advisory lock per band key, taken in key order, so two
+        one-article transactions never wait for each other in a cycle. It works because under
+        PostgreSQL's default READ COMMITTED the candidate query, a statement after the lock, sees
+        what the transaction it waited for committed. A transaction of several articles holds the
+        earlier ones' locks while it takes the next: two such batches storing copies of two
+        stories in opposite orders can deadlock. PostgreSQL then aborts one (after
+        ``deadlock_timeout``), and ``crawler.runtime.IngestWriter`` stores a failed batch again one
+        article at a time; passing all of a batch's signatures here first avoids even that.
 
-    @staticmethod
-    def _band_keys(values: np.ndarray) -> list[bytes]:
-        return [values[i * ROWS : (i + 1) * ROWS].tobytes() for i in range(BANDS)]
+        SQLite: its write lock serialises every writer, so take it now with a write that changes
+        nothing. The driver starts a transaction at the first write only (reads before it run
+        outside one, on the latest data); from this write on, the transaction holds the database's
+        only write lock (or waits ``busy_timeout`` for it) and reads what the last writer committed.
+        Less invasive than ``BEGIN IMMEDIATE`` for the ingest transaction, which would need the
+        store's transaction handling changed; a few microseconds when the lock is held already."""
+        if conn.dialect.name == "postgresql":
+            namespace = _lock_namespace(conn)
+            keys = sorted({k ^ namespace for s in signatures for k in band_keys(s)})
+            if keys:
+                conn.execute(_ADVISORY_LOCKS, {"keys": keys})
+        elif conn.dialect.name == "sqlite":
+            conn.execute(_TAKE_WRITE_LOCK)
 
-    def find(self, signature: bytes | None, *, exclude: str | None = None) -> str | None:
-        """The story of the most similar indexed article, if similar enough."""
+    def find(self, conn: Connection, signature: bytes | None, *, exclude: int | None = None) -> str | None:
+        """The story of the most similar stored article (other than the article ``exclude``), if
+        similar enough: one indexed query for the articles sharing a band, then the Jaccard
+        estimate of each."""
         values = _values(signature) if signature is not None else None
-        if values is None:
+        keys = band_keys(signature)
+        if values is None or not keys:
             return None
-        candidates: set[str] = set()
-        for band, key in zip(self._bands, self._band_keys(values), strict=True):
-            candidates.update(band.get(key, ()))
-        candidates.discard(exclude)
+        params = {f"k{b}": key for b, key in enumerate(keys)}
         best, best_j = None, MIN_JACCARD
-        for url in sorted(candidates):  # sorted: ties go the same way on every run
-            j = jaccard(values, self._sig[url])
+        # Sorted by URL: ties go the same way on every run.
+        for row in sorted(conn.execute(_CANDIDATES, params), key=lambda r: r.url):
+            other = _values(bytes(row.signature)) if row.signature is not None else None
+            if row.id == exclude or other is None:
+                continue
+            j = jaccard(values, other)
             if j > best_j or (j == best_j and best is None):
-                best, best_j = url, j
-        return self._story[best] if best is not None else None
+                best, best_j = row.story_id, j
+        return best
 
-    def assign(self, article: HasText) -> tuple[str, str | None]:
-        """The story id for an article: its own if already indexed, a similar article's, else new;
-        and the similar other article's story, if any (None: the article starts a story). The
-        article is indexed under that story."""
-        if article.signature is None:
-            article.signature = signature_of(article.text)
-        similar = self.find(article.signature, exclude=article.url)
-        story = self._story.get(article.url) or similar or new_story_id(article.url)
-        self.add(article.url, story, article.signature)
-        return story, similar
+    def add(self, conn: Connection, article_id: int, signature: bytes | None) -> None:
+        """Index the stored article ``article_id`` (new: no band rows yet) under its row's story."""
+        keys = band_keys(signature)
+        if keys:
+            conn.execute(_INSERT_BANDS, [
+                {"article_id": article_id, "band": band, "key": key} for band, key in enumerate(keys)
+            ])
 
-    def add(self, url: str, story_id: str, signature: bytes | None) -> None:
-        """Index (or re-index, after an update) the article at ``url`` under ``story_id``."""
-        self.remove(url)
-        self._story[url] = story_id
-        values = _values(signature) if signature is not None else None
-        if values is not None:
-            self._sig[url] = values
-            for band, key in zip(self._bands, self._band_keys(values), strict=True):
-                band.setdefault(key, set()).add(url)
+    def reindex(self, conn: Connection, article_id: int, signature: bytes | None) -> None:
+        """Replace the band rows of ``article_id`` after an update: its story (its row's
+        ``story_id``) stays."""
+        self.remove(conn, article_id)
+        self.add(conn, article_id, signature)
 
-    def remove(self, url: str) -> None:
-        values = self._sig.pop(url, None)
-        if values is not None:
-            for band, key in zip(self._bands, self._band_keys(values), strict=True):
-                members = band.get(key)
-                if members is not None:
-                    members.discard(url)
-                    if not members:
-                        del band[key]
-        self._story.pop(url, None)
+    def remove(self, conn: Connection, article_id: int) -> None:
+        conn.execute(_DELETE_BANDS, {"of_article": article_id})

@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 
 from alerts.ledger import oldest_pending_since
 from alerts.outbox import OutboxState
-from core.store import Store, articles, crawl_runs, matches, outbox, sources, utcnow
+from core.store import Store, articles, matches, outbox, sources, utcnow
 from crawler.config import CrawlConfig
 from crawler.state import CrawlResult
 from lookout.pollbackoff import poll_interval
@@ -143,15 +143,17 @@ class Metrics:
             oldest = oldest_pending_since(conn)
             self.oldest_pending_seconds = None if oldest is None else max(0.0, (now - oldest).total_seconds())
             self.oldest_pending.set(self.oldest_pending_seconds or 0.0)
-            last_ok = dict(conn.execute(
-                select(crawl_runs.c.source, func.max(crawl_runs.c.finished_at))
-                .where(crawl_runs.c.result.in_((CrawlResult.OK, CrawlResult.PARTIAL))).group_by(crawl_runs.c.source)
-            ).all())
+            # From the sources rows, not an aggregate over crawl_runs: that table grows with every
+            # poll of every source, and this runs every few seconds.
+            last_ok: dict[str, datetime] = {}
             last_result: dict[str, str | None] = {}
             failures: dict[str, int] = {}
-            for row in conn.execute(select(sources.c.name, sources.c.last_result, sources.c.failures_in_row)):
+            for row in conn.execute(select(sources.c.name, sources.c.last_result, sources.c.failures_in_row,
+                                           sources.c.last_success_at)):
                 last_result[row.name] = row.last_result
                 failures[row.name] = row.failures_in_row or 0  # NULL: none
+                if row.last_success_at is not None:
+                    last_ok[row.name] = row.last_success_at
         for name in source_names:
             at = last_ok.get(name)
             if at is not None:

@@ -102,8 +102,13 @@ def test_one_worker_crawls_one_source_after_another_and_several_at_once(tmp_path
         assert {r["result"] for r in at_once.values()} == {"ok"}
         assert sum(r["new"] for r in at_once.values()) == 1  # one download of the new article, not three
         assert worker.proc.pid == pid and worker.proc.poll() is None  # the same process throughout
-        runs = db_rows(config, "select source, result from crawl_runs order by id")
-        assert sorted(r["source"] for r in runs) == ["a", "b", "c", "first", "second"]
+        rows = db_rows(config, "select name, last_result from sources where last_crawl_at is not null")
+        assert sorted(r["name"] for r in rows) == ["a", "b", "c", "first", "second"]
+        assert {r["last_result"] for r in rows} == {"ok"}
+        # A run row for each crawl that fetched something; uneventful ones (all known) only in `sources`.
+        runs = db_rows(config, "select source, fetched from crawl_runs order by id")
+        assert len(runs) == 2 and runs[0]["source"] == "first"
+        assert all(r["fetched"] == 1 for r in runs)
     finally:
         worker.close()
     assert worker.proc.returncode == 0

@@ -121,9 +121,15 @@ def test_watch_alert_restart_no_repeat_and_broken_rules(tmp_path, site, fake, ca
         assert fake.wait_for(lambda: _alerts(fake, titles)[titles[2]] >= 1, timeout=30), svc.log()
         # Several more crawls of the same feed, each to its end, and every alert they queued
         # delivered: nothing may repeat.
-        before = max((r["id"] for r in crawl_runs_of(config)), default=0)
-        more = wait_until(lambda: len([r for r in crawl_runs_of(config)
-                                       if r["id"] > before and r["finished_at"] is not None]) >= 2, timeout=60)
+        # (An uneventful crawl, nothing new, leaves no run row: its end shows in sources.last_crawl_at.)
+        ends: set[str] = set()
+
+        def crawl_ends() -> set[str]:
+            ends.update(r["last_crawl_at"] for r in db_rows(config, "select last_crawl_at from sources"))
+            return ends
+
+        first_end = set(crawl_ends())
+        more = wait_until(lambda: len(crawl_ends() - first_end) >= 2, timeout=60, interval=0.1)
         assert more, f"no further crawls after the restart:\n{svc.log()}"
         undelivered = "select id from outbox where state in ('pending', 'sending')"
         assert wait_until(lambda: not db_rows(config, undelivered), timeout=15), svc.log()

@@ -36,8 +36,8 @@ def test_counters_follow_the_store_from_process_start(store):
         a1 = _article(conn, 1, now)
         _article(conn, 2, now)
         conn.execute(matches.insert().values(article_id=a1, rule_id="r", evidence={}, created_at=now))
-        conn.execute(crawl_runs.insert().values(source="s", started_at=now - timedelta(seconds=70),
-                                                finished_at=now - timedelta(seconds=60), result="ok"))
+        conn.execute(sources.insert().values(name="s", kind="feed", url="http://127.0.0.1:9/f", last_result="ok",
+                                             last_success_at=now - timedelta(seconds=60)))
         states = (("sent", 12.0), ("sent", 3.0), ("pending", None), ("failed", None))
         for n, (state, sent) in enumerate(states):
             conn.execute(outbox.insert().values(

@@ -29,7 +29,6 @@ from crawler.sources import Source, select_sources
 from crawler.state import (
     CrawlResult,
     SourceStats,
-    cached_validators,
     clear_failures,
     failing_states,
     record_failure,
@@ -131,8 +130,7 @@ class LookoutSpider(scrapy.Spider):
     def index_request(
         self, url: str, callback: Callable[[Response], Iterable[scrapy.Request]] | None = None
     ) -> scrapy.Request:
-        with self.runtime.store.connect() as conn:
-            etag, last_modified = cached_validators(conn, url)
+        etag, last_modified = self.runtime.validators_for(url)
         headers = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -321,6 +319,7 @@ class LookoutSpider(scrapy.Spider):
             with self.runtime.store.begin() as conn:
                 for url, (etag, modified) in self._index_validators.items():
                     save_validators(conn, url, etag, modified)
+            self.runtime.validators.update(self._index_validators)
 
     def _close_runtime(self) -> None:
         """Plain `scrapy crawl`: the runtime built for it, closed when the engine stops."""
