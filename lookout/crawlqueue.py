@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 
 from core.store import Store, crawl_runs, sources, utcnow
 from crawler.state import CrawlResult, upsert_source
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_JITTER = 30.0  # seconds
+SAVE_EVERY = 1.0  # seconds between saves of the finished crawls' due times
+_SAVE_DUE = update(sources).where(sources.c.name == bindparam("row_name"))
 
 
 def jitter_for(every: timedelta) -> float:
@@ -103,6 +105,7 @@ class CrawlQueue:
         self._ids = itertools.count(1)
         self._wake = asyncio.Event()
         self._stopping = False
+        self._dirty: dict[str, tuple[datetime, int]] = {}  # due times not saved yet, by source
 
     @property
     def sources(self) -> dict[str, Source]:
@@ -209,7 +212,39 @@ class CrawlQueue:
 
     async def run(self) -> None:
         """Hand out due sources until stopped: waits for the next due time, a change of the
-        schedule (``_wake``) or, when what is due found no room, a crawl's end (``pool.freed``)."""
+        schedule (``_wake``) or, when what is due found no room, a crawl's end (``pool.freed``).
+        The due times of finished crawls are saved every ``SAVE_EVERY`` seconds meanwhile."""
+        saver = asyncio.create_task(self._save_periodically())
+        try:
+            await self._hand_out_until_stopped()
+        finally:
+            saver.cancel()
+            await asyncio.gather(saver, return_exceptions=True)
+            await asyncio.to_thread(self.flush)
+
+    async def _save_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(SAVE_EVERY)
+            if self._dirty:
+                try:
+                    await asyncio.to_thread(self.flush)
+                except Exception:
+                    log.exception("saving due times failed; retried at the next save")
+
+    def flush(self) -> None:
+        """Save the due times and failure counts of the crawls finished since the last save."""
+        dirty, self._dirty = self._dirty, {}
+        if not dirty:
+            return
+        try:
+            with self.store.begin() as conn:
+                conn.execute(_SAVE_DUE, [{"row_name": name, "next_run_at": due, "failures_in_row": failures}
+                                         for name, (due, failures) in dirty.items()])
+        except Exception:
+            self._dirty = {**dirty, **self._dirty}  # not lost: the next save writes them
+            raise
+
+    async def _hand_out_until_stopped(self) -> None:
         while not self._stopping:
             self.pool.freed.clear()
             self._wake.clear()
@@ -252,7 +287,10 @@ class CrawlQueue:
                 state.due = max(self.now(), done.started_at + timedelta(seconds=offset))
             self._push(done.source)
             self._wake.set()
-        await asyncio.to_thread(self._save_done, done, state)
+        if done.recorded and state is not None:  # batched: thousands of polls an hour
+            self._dirty[done.source] = (state.due, state.failures)
+        else:
+            await asyncio.to_thread(self._save_done, done, state)
         if self.on_finished is not None:
             maybe = self.on_finished(done)
             if maybe is not None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 20
+START_GRACE = 120.0  # seconds a starting worker has to say it is ready
 RESTART_DELAYS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # after 0, 1, 2, ... deaths in a row
 
 
@@ -288,7 +289,9 @@ class WorkerPool:
             await asyncio.sleep(min(5.0, self.hang_after / 4))
             now = time.monotonic()
             for worker in list(self.workers):
-                if worker.proc.returncode is None and now - worker.last_heard > self.hang_after:
+                # A worker still starting (imports, rules, its extraction processes) is not hung.
+                limit = self.hang_after if worker.ready else max(self.hang_after, START_GRACE)
+                if worker.proc.returncode is None and now - worker.last_heard > limit:
                     log.warning("crawl worker %d silent for %.0f s: killing it", worker.number,
                                 now - worker.last_heard)
                     worker.tail.append(f"silent for {now - worker.last_heard:.0f}s: killed as hung")

@@ -234,6 +234,7 @@ def test_a_failing_source_backs_off_and_a_success_resets_it(sqlite_store, tmp_pa
             await finish(result)
 
     asyncio.run(scenario())
+    queue.flush()
     jitter = jitter_for(timedelta(minutes=1)) / 2
     expected = [120, 240, 480, 600, 600, 60]
     assert all(abs(g - e) <= jitter + 0.5 for g, e in zip(gaps, expected, strict=True)), gaps
