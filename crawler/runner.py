@@ -165,7 +165,7 @@ def record_run(conn: Connection, stats: SourceStats, started: datetime, finished
     if uneventful(stats):
         # Nothing fetched, nothing failed (a 304, or every entry known): the sources row says
         # when; a run row for each of thousands of such polls an hour would tell nothing more.
-        conn.execute(update(source_rows).where(source_rows.c.name == stats.source).values(last_error=None, **values))
+        _update_source(conn, stats, {**values, "last_error": None})
         return
     conn.execute(crawl_runs.insert().values(
         source=stats.source, started_at=started, finished_at=finished, result=stats.result,
@@ -175,7 +175,16 @@ def record_run(conn: Connection, stats: SourceStats, started: datetime, finished
     ))
     pages_failed = f"{stats.failures} page(s) failed: {stats.failed_text()}" if stats.failures else None
     values["last_error"] = error or pages_failed
-    conn.execute(update(source_rows).where(source_rows.c.name == stats.source).values(**values))
+    _update_source(conn, stats, values)
+
+
+def _update_source(conn: Connection, stats: SourceStats, values: dict[str, object]) -> None:
+    """The source's row brought up to date; made first when missing (a worker crawling a source
+    no service scheduled: ``lookout.worker`` driven by hand, a test)."""
+    done = conn.execute(update(source_rows).where(source_rows.c.name == stats.source).values(**values))
+    if not done.rowcount and stats.kind is not None and stats.url is not None:
+        upsert_source(conn, stats.source, stats.kind, stats.url)
+        conn.execute(update(source_rows).where(source_rows.c.name == stats.source).values(**values))
 
 
 def uneventful(stats: SourceStats) -> bool:

@@ -49,6 +49,7 @@ class SourceStats:
 
     source: str
     kind: SourceKind | None = None  # None: not said (stats built by hand)
+    url: str | None = None  # the source's index URL (its ``sources`` row is made from it if missing)
     fetched: int = 0  # article pages downloaded
     new: int = 0
     updated: int = 0

@@ -229,6 +229,8 @@ class Service:
         await self.workers.start()
         await asyncio.to_thread(self.schedule.apply, initial_sources)
         self._queue_task = asyncio.create_task(self.schedule.run())
+        # Read when scraped: a chat's flood wait starts and ends between two refreshes.
+        self.metrics.flood_waits.set_function(lambda: len(self.delivery.flood_waits()))
         if opts.http is not None:
             self.http = HttpEndpoint(self.metrics, self._healthz, *opts.http)
             await self.http.start()
@@ -342,15 +344,14 @@ class Service:
             self.metrics.drop_source(name)
 
     async def _refresh_metrics_and_next_runs(self) -> None:
-        """The metrics job, also run after each crawl and each dispatch pass that sent or failed
-        something: the store-derived metrics brought up to date, the next runs written."""
+        """The metrics job, also run after each dispatch pass that sent or failed something: the
+        store-derived metrics brought up to date."""
         self._last_tick = time.monotonic()
         try:
             assert self.store is not None
             current = self.schedule.sources if self.schedule else {}
             intervals = {name: source.every for name, source in current.items()}
             await asyncio.to_thread(self.metrics.refresh, self.store, list(current), intervals=intervals)
-            self.metrics.flood_waits.set(len(self.delivery.flood_waits()))
         except Exception:
             log.exception("metrics refresh failed")
 

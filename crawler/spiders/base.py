@@ -81,7 +81,8 @@ class LookoutSpider(scrapy.Spider):
         self._source = source if isinstance(source, Source) else None
         self._runtime = runtime
         self._owns_runtime = False  # built here for plain `scrapy crawl`: closed with the spider
-        self.source_stats = SourceStats(self.source_name, self.kind)
+        self.source_stats = SourceStats(self.source_name, self.kind,
+                                        url=source.url if isinstance(source, Source) else None)
         # ETag and Last-Modified of the index pages read in this crawl, by URL: saved at close.
         self._index_validators: dict[str, tuple[str | None, str | None]] = {}
         self._retrying: set[str] = set()  # entry URLs that failed before, requested again now
