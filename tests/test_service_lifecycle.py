@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import os
+import signal
 
 import pytest
 from service_harness import matching_article, wait_until_async, write_config
@@ -114,3 +116,36 @@ def test_long_refusal_reaches_admins_as_valid_html(tmp_path):
         sent = [m.visible for m in fake.messages(42)]
     assert len(sent) == 1, "the admin got no message"
     assert sent[0].startswith("⚠️ Rule edit refused") and "north-aleppo.yaml:0:3: term 'A&B' <unknown>" in sent[0]
+
+
+@pytest.mark.e2e
+def test_a_worker_killed_mid_crawl_is_replaced_and_the_source_crawled_again(tmp_path):
+    with NewsSite() as site:
+        site.publish(matching_article("azaz-one", "Fighting near Azaz"))
+        feed = f"{site.url}/fault/slow-feed?seconds=4"
+        config_path = write_config(tmp_path / "svc", sources=[{"name": "one", "feed": feed, "every": "1h"}],
+                                   token=None, api_url=None)
+        service = Service(load_config(str(config_path)), QUICK)
+
+        async def scenario():
+            task = asyncio.create_task(service.run())
+            try:
+                running = await wait_until_async(
+                    lambda: service.schedule is not None and "one" in service.schedule.running, 60)
+                assert running
+                (worker,) = service.workers.workers
+                os.kill(worker.pid, signal.SIGKILL)  # as the kernel's OOM killer would
+                assert await wait_until_async(lambda: _results(service) == ["killed", "ok"], 60)
+                (replacement,) = service.workers.workers
+                return worker.pid, replacement.pid
+            finally:
+                service._on_signal(15)
+                await asyncio.wait_for(task, 60)
+
+        killed, replacement = asyncio.run(scenario())
+    assert replacement != killed
+    with service.store.connect() as conn:
+        errors = conn.execute(select(crawl_runs.c.error).order_by(crawl_runs.c.id)).scalars().all()
+        stored = conn.execute(select(articles.c.title)).scalars().all()
+    assert errors[0] == "killed (signal 9)"
+    assert stored == ["Fighting near Azaz"]  # crawled by the replacement
