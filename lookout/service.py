@@ -162,6 +162,8 @@ class Service:
                      len(self.schedule.sources) if self.schedule else 0, self.delivery.state)
             if (warning := example_rules_warning(self.config)) is not None:
                 log.warning(warning)
+            if self.config.crawl.workers == 0:
+                log.warning("crawl.workers is 0: this service crawls nothing; sources are scheduled but not polled")
             await self.stop_event.wait()
             log.info("service stopping")
         finally:
