@@ -15,7 +15,8 @@ class CrawlConfig(StrictModel):
     parallel: int = Field(default=32, ge=1)  # sources each worker crawls at once
     timeout: Duration = timedelta(minutes=10)  # one source's crawl: abandoned (``timeout``) after this
     workers: int = Field(default=1, ge=0)  # long-lived crawl worker processes `lookout run` supervises
-    max_crawls_per_worker: int = Field(default=5000, ge=1)  # then the worker is replaced (no crawl lost)
+    # Then the worker is replaced (no crawl lost): at 10,000 sources every 10 min, every ~100 min.
+    max_crawls_per_worker: int = Field(default=100_000, ge=1)
     max_worker_rss: ByteSize = ByteSize(1024**3)  # "1GiB": a worker above it is replaced the same way
     max_backoff: Duration = timedelta(hours=1)  # a failing source's polls spread out up to this apart
     download_timeout: Duration = timedelta(seconds=30)

@@ -211,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     config = load_config(args.config)
-    setup_logging(config.log_level)
+    token = config.telegram.token
+    setup_logging(config.log_level, secrets=[token.get_secret_value()] if token is not None else [])
     quiet_libraries()
     first = RulesRef(version=args.rules_version, paths=tuple(args.rules)) if args.rules else None
     store = Store(config.database_url())
