@@ -30,7 +30,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import and_, bindparam, delete, false, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, false, func, or_, select, text, update
 
 from core.store import STORY_BANDS, STORY_ROWS, STORY_SIGNATURE_BYTES, articles, story_band_keys, story_bands
 
@@ -107,6 +107,10 @@ def band_keys(signature: bytes | None) -> tuple[int, ...]:
 
 
 # Built once, as crawler.storage's statements: one per article ingested.
+# At most this many candidates, those sharing the most bands first (the most similar: a copy at
+# Jaccard 0.74 shares ~6 of 25 bands, a chance collision one): a band key that thousands of
+# articles share (boilerplate, a template site) must not make every ingest read them all.
+MAX_CANDIDATES = 64
 _CANDIDATES = select(articles.c.id, articles.c.url, articles.c.story_id, articles.c.signature).where(
     articles.c.id.in_(
         # An OR of band equalities, not a (band, key) IN list: SQLite searches the index once
@@ -114,6 +118,9 @@ _CANDIDATES = select(articles.c.id, articles.c.url, articles.c.story_id, article
         select(story_bands.c.article_id).where(
             or_(*(and_(story_bands.c.band == b, story_bands.c.key == bindparam(f"k{b}")) for b in range(BANDS)))
         )
+        .group_by(story_bands.c.article_id)
+        .order_by(func.count().desc(), story_bands.c.article_id.desc())
+        .limit(MAX_CANDIDATES)
     )
 )
 _INSERT_BANDS = story_bands.insert()
