@@ -30,7 +30,7 @@ from crawler.logsetup import quiet_libraries
 from crawler.runtime import CrawlRuntime, Ingestor
 from crawler.settings import apply_config
 from crawler.spiders.base import LookoutSpider
-from crawler.state import CrawlResult, progress_line, upsert_source
+from crawler.state import CrawlResult, progress_line, save_validators, upsert_source
 from crawler.worker import CrawlEngine, run_engine
 
 if TYPE_CHECKING:
@@ -89,6 +89,9 @@ def crawl_settings(crawl: CrawlConfig, *, version: str, debug: bool = False) -> 
     return settings
 
 
+WRITE_ATTEMPTS = 3
+
+
 class RunRecorder:
     """Records each finished source crawl: its ``crawl_runs`` row and its ``sources`` row, in one
     transaction, on a thread of its own (never on the reactor), several crawls per commit."""
@@ -130,17 +133,28 @@ class RunRecorder:
                     closing = True
                     break
                 batch.append(more)
+            self._write(batch)
+
+    def _write(self, batch: list[_Finished]) -> None:
+        """One transaction for the batch; tried again (a busy database: SQLite's write lock held
+        past its busy timeout) before it is given up, logged."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 with self.store.begin() as conn:
                     for item in batch:
                         record_run(conn, item.stats, item.started, item.finished)
             except Exception as exc:
-                log.exception("recording %d crawl(s) failed", len(batch))
+                if attempt < WRITE_ATTEMPTS:
+                    log.warning("recording %d crawl(s) failed (%s); trying again", len(batch), type(exc).__name__)
+                    time.sleep(attempt)
+                    continue
+                log.exception("recording %d crawl(s) failed; given up", len(batch))
                 for item in batch:
                     item.done.set_exception(exc)
-            else:
-                for item in batch:
-                    item.done.set_result(None)
+                return
+            for item in batch:
+                item.done.set_result(None)
+            return
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,8 @@ def record_run(conn: Connection, stats: SourceStats, started: datetime, finished
         error = f"timed out after {stats.seconds:.0f}s (crawl.timeout); abandoned"
     if error is None and stats.result == CrawlResult.EMPTY:
         error = stats.empty_reason or "the index listed no article"
+    for url, (etag, modified) in stats.validators.items():
+        save_validators(conn, url, etag, modified, now=finished)
     values: dict[str, object] = {"last_crawl_at": finished, "last_result": stats.result}
     if stats.result in (CrawlResult.OK, CrawlResult.PARTIAL):  # an empty index is no success
         values["last_success_at"] = finished

@@ -67,6 +67,8 @@ class SourceStats:
     indexes_read: int = 0  # index pages parsed (a 304 is not read)
     entries: int = 0  # article links the index pages listed
     empty_reason: str | None = None  # why an index page listed none: "selector matched nothing", ...
+    # ETag and Last-Modified by index URL, to save with the run (a clean crawl's only).
+    validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     @property
     def failures(self) -> int:

@@ -206,7 +206,7 @@ class CrawlEngine:
         if recorded is None:
             _resolve(crawl.done, stats)
         else:  # the crawl is over once its run is in the store (what reads the store sees it then)
-            asyncio.wrap_future(recorded).add_done_callback(lambda _: _resolve(crawl.done, stats))
+            asyncio.wrap_future(recorded).add_done_callback(lambda f: _resolve(crawl.done, stats, f))
 
     def abandon_all(self, reason: str) -> None:
         for crawl in list(self.crawls.values()):
@@ -328,7 +328,11 @@ def run_engine(settings: Settings, engine: CrawlEngine, main: Callable[[CrawlEng
         raise engine.main_error
 
 
-def _resolve(done: asyncio.Future[SourceStats], stats: SourceStats) -> None:
+def _resolve(
+    done: asyncio.Future[SourceStats], stats: SourceStats, recorded: asyncio.Future[None] | None = None
+) -> None:
+    if recorded is not None and not recorded.cancelled():
+        recorded.exception()  # retrieved: the recorder logged it; the crawl is over all the same
     if not done.done():
         done.set_result(stats)
 

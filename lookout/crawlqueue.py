@@ -5,10 +5,11 @@ Each source's next poll is ``sources.next_run_at``: a restarted service picks up
 rhythm where it was, neither polling everything at once nor forgetting what was due. Sources
 never polled, and those that came due while the service was down, are spread out (at most
 ``stagger`` seconds apart, all within one interval). After a poll the next one is due an interval
-(``every``, longer while the source keeps failing: ``lookout.pollbackoff``) after the poll began,
+(``every``, longer while the source keeps failing: ``lookout.pollbackoff``) after the last was,
 moved by a jitter of up to 5 % of the interval (at most 30 s), so sources with the same interval
-drift apart. A source is handed to one worker at a time; a host's crawls go to the worker already
-crawling that host (``WorkerPool.assign``). A crawl cut short by its worker's death is due again
+drift apart; counted from the time the poll was due, so polls held back together (a backlog) go
+back to their own times. A source is handed to one worker at a time; a host's crawls go to the
+worker already crawling that host (``WorkerPool.assign``). A crawl cut short by its worker's death is due again
 at once, the first time.
 
 Why not one APScheduler job per source, as before: due times here change with every poll
@@ -74,6 +75,7 @@ class _State:
     due: datetime
     failures: int = 0
     running: bool = False
+    slot: datetime | None = None  # the due time of the crawl handed out last
 
 
 class CrawlQueue:
@@ -197,6 +199,7 @@ class CrawlQueue:
                 break  # no room: the pool's ``freed`` wakes the loop
             heapq.heappop(self._heap)
             state.running = True
+            state.slot = due
             given += 1
         return given
 
@@ -228,8 +231,8 @@ class CrawlQueue:
             if self._dirty:
                 try:
                     await asyncio.to_thread(self.flush)
-                except Exception:
-                    log.exception("saving due times failed; retried at the next save")
+                except Exception as exc:
+                    log.warning("saving due times failed (%s); they are saved at the next save", exc)
 
     def flush(self) -> None:
         """Save the due times and failure counts of the crawls finished since the last save."""
@@ -281,10 +284,14 @@ class CrawlQueue:
             if done.result == CrawlResult.KILLED and previous == 0 and not self._stopping:
                 state.due = self.now()  # cut short by its worker's death: back to the queue, once
             else:
+                # From the slot it was due in, not from when it was handed out: sources held back
+                # together (a backlog, a busy start) go back to their own slots instead of staying
+                # bunched, poll after poll.
                 interval = poll_interval(state.source.every, state.failures, self.max_backoff)
                 jitter = jitter_for(state.source.every)
                 offset = interval.total_seconds() + self.rng.uniform(-jitter / 2, jitter / 2)
-                state.due = max(self.now(), done.started_at + timedelta(seconds=offset))
+                base = state.slot or done.started_at
+                state.due = max(self.now(), base + timedelta(seconds=offset))
             self._push(done.source)
             self._wake.set()
         if done.recorded and state is not None:  # batched: thousands of polls an hour

@@ -250,3 +250,34 @@ def test_unfinished_runs_of_a_dead_service_are_closed(sqlite_store):
     with sqlite_store.connect() as conn:
         row = conn.execute(select(crawl_runs.c.result, crawl_runs.c.error)).one()
     assert row.result == "failed" and "interrupted" in row.error
+
+
+def test_polls_held_back_together_go_back_to_their_own_times(sqlite_store):
+    """A backlog hands ten sources out at the same moment, late; their next polls are due an
+    interval after the times they were due, still spread, not an interval after that moment."""
+    clock = [utcnow()]
+
+    class TakesAll:
+        freed = asyncio.Event()
+
+        def assign(self, order, host):
+            return True
+
+    queue = CrawlQueue(sqlite_store, TakesAll(), max_backoff=timedelta(hours=1), rules=lambda: None, stagger=6.0,
+                       now=lambda: clock[0], rng=random.Random(2))
+    queue.apply([_source(f"ok-{i}", every="1m") for i in range(10)])
+    slots = queue.next_runs()
+    clock[0] += timedelta(seconds=70)  # all ten overdue: handed out together
+    assert queue.hand_out() == 10
+
+    async def finish_all():
+        for name in slots:
+            await queue.crawl_done(CrawlDone(name, CrawlResult.OK, "ok", clock[0], clock[0], recorded=True))
+
+    clock[0] += timedelta(seconds=1)
+    asyncio.run(finish_all())
+    jitter = jitter_for(timedelta(minutes=1)) / 2
+    for name, due in queue.next_runs().items():
+        assert abs((due - slots[name]).total_seconds() - 60) <= jitter + 1e-6 or due == clock[0]
+    spread = sorted(queue.next_runs().values())
+    assert (spread[-1] - spread[0]).total_seconds() >= 40  # still spread over the minute

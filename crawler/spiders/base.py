@@ -32,7 +32,6 @@ from crawler.state import (
     clear_failures,
     failing_states,
     record_failure,
-    save_validators,
 )
 from crawler.storage import known_articles
 
@@ -315,11 +314,11 @@ class LookoutSpider(scrapy.Spider):
         # Keep validators only after a clean crawl: a failed article must be retried next time
         # (and one backing off once its time comes), which needs its index page parsed again
         # rather than answered 304; an empty index must be read again to be said empty again.
+        # The run's recorder saves them with the run, off the reactor thread (a write here would
+        # wait for the database's write lock on the thread every crawl runs on).
         clean = self.source_stats.result == CrawlResult.OK and not self._awaiting_retry
         if clean and self._index_validators:
-            with self.runtime.store.begin() as conn:
-                for url, (etag, modified) in self._index_validators.items():
-                    save_validators(conn, url, etag, modified)
+            self.source_stats.validators = dict(self._index_validators)
             self.runtime.validators.update(self._index_validators)
 
     def _close_runtime(self) -> None:
