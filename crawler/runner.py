@@ -27,7 +27,7 @@ from core.store import Store, crawl_runs, utcnow
 from core.store import sources as source_rows
 from crawler.extract import ExtractionPool
 from crawler.logsetup import quiet_libraries
-from crawler.runtime import CrawlRuntime, Ingestor
+from crawler.runtime import CrawlRuntime, Ingestor, take_batch
 from crawler.settings import apply_config
 from crawler.spiders.base import LookoutSpider
 from crawler.state import CrawlResult, progress_line, save_validators, upsert_source
@@ -90,6 +90,7 @@ def crawl_settings(crawl: CrawlConfig, *, version: str, debug: bool = False) -> 
 
 
 WRITE_ATTEMPTS = 3
+RECORD_BATCH = 256  # finished crawls per transaction at most
 
 
 class RunRecorder:
@@ -117,23 +118,11 @@ class RunRecorder:
         self._thread.join()
 
     def _run(self) -> None:
-        closing = False
-        while not closing:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            deadline = time.monotonic() + self.wait
-            while True:
-                try:
-                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if more is None:
-                    closing = True
-                    break
-                batch.append(more)
+        while (taken := take_batch(self._queue, self.wait, RECORD_BATCH)) is not None:
+            batch, closing = taken
             self._write(batch)
+            if closing:
+                return
 
     def _write(self, batch: list[_Finished]) -> None:
         """One transaction for the batch; tried again (a busy database: SQLite's write lock held

@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from core.store import Store, utcnow
 from crawler.state import cached_validators
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from rules.types import Analysis
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BATCH_SIZE = 64  # articles per transaction at most
 # A batch closes BATCH_WAIT seconds after its first article at the latest (group commit: one
@@ -131,6 +132,26 @@ class CrawlRuntime:
             self.owned_store = False
 
 
+def take_batch(items: queue.Queue[T | None], wait: float, limit: int) -> tuple[list[T], bool] | None:
+    """A writer thread's next batch: the first item to come, then whatever comes within ``wait``
+    seconds of it, at most ``limit``; and whether ``None`` (close) came after them. None: it came
+    first. The deadline counts from the first item: a batch is never held back for more."""
+    first = items.get()
+    if first is None:
+        return None
+    batch = [first]
+    deadline = time.monotonic() + wait
+    while len(batch) < limit:
+        try:
+            more = items.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if more is None:
+            return batch, True
+        batch.append(more)
+    return batch, False
+
+
 class IngestWriter:
     """One thread that ingests articles off the reactor thread, several per transaction.
 
@@ -156,23 +177,11 @@ class IngestWriter:
         self._thread.join()
 
     def _run(self) -> None:
-        closing = False
-        while not closing:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            deadline = time.monotonic() + self.wait
-            try:
-                while len(batch) < self.batch_size:
-                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                    if more is None:
-                        closing = True
-                        break
-                    batch.append(more)
-            except queue.Empty:
-                pass
+        while (taken := take_batch(self._queue, self.wait, self.batch_size)) is not None:
+            batch, closing = taken
             self._write(batch)
+            if closing:
+                return
 
     def _write(self, batch: list[_Pending]) -> None:
         if len(batch) > 1:
