@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STOP_WAIT = 2.0  # seconds the engine's graceful stop gets before the reactor is stopped under it
 CRAWL_META = "lookout_crawl"  # the request's SourceCrawl
 CALLBACK_META = "lookout_callback"  # the source spider's own callback and errback
 ERRBACK_META = "lookout_errback"
@@ -115,7 +116,15 @@ class CrawlEngine:
             self.abandon_all("shutdown")
             assert self._spider is not None
             self._spider.closing = True
-            await self._spider.crawler.stop_async()
+            # Scrapy's graceful stop waits for every download in flight, an abandoned crawl's
+            # hanging one too (up to crawl.download_timeout); every crawl is recorded by now.
+            stop = asyncio.ensure_future(self._spider.crawler.stop_async())
+            _done, pending = await asyncio.wait({stop}, timeout=STOP_WAIT)
+            if pending:
+                from twisted.internet import reactor  # noqa: PLC0415 - the one installed by then
+
+                log.debug("downloads still in flight at shutdown: stopping the reactor under them")
+                reactor.stop()  # type: ignore[misc]
 
     async def opened(self) -> None:
         """Returns once the engine takes crawls (the spider is open)."""

@@ -219,6 +219,11 @@ class Service:
         daily = CronTrigger.from_crontab(opts.maintenance_cron, timezone="UTC")
         self.scheduler.add_job(self._maintenance, daily, id="maintenance", replace_existing=True,
                                misfire_grace_time=3600)
+        # Read when scraped: a chat's flood wait starts and ends between two refreshes.
+        self.metrics.flood_waits.set_function(lambda: len(self.delivery.flood_waits()))
+        if opts.http is not None:  # before delivery starts: /healthz answers while it connects
+            self.http = HttpEndpoint(self.metrics, self._healthz, *opts.http)
+            await self.http.start()
         # Telegram first, in the background: a token rejected at once stops the start before any
         # crawl; an unreachable Bot API is retried while the crawls go on.
         await self.delivery.start(store, rules=lambda: rules.current, on_crawl=self._on_crawl_command,
@@ -231,11 +236,6 @@ class Service:
         await self.workers.start()
         await asyncio.to_thread(self.schedule.apply, initial_sources)
         self._queue_task = asyncio.create_task(self.schedule.run())
-        # Read when scraped: a chat's flood wait starts and ends between two refreshes.
-        self.metrics.flood_waits.set_function(lambda: len(self.delivery.flood_waits()))
-        if opts.http is not None:
-            self.http = HttpEndpoint(self.metrics, self._healthz, *opts.http)
-            await self.http.start()
         await self._refresh_metrics_and_next_runs()
 
     async def _stop(self) -> None:
