@@ -5,6 +5,7 @@ when an order names one, and takes its extraction processes with it when killed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -83,76 +84,81 @@ def site():
         yield s
 
 
-def test_one_worker_crawls_one_source_after_another_and_several_at_once(tmp_path, site):
-    site.publish(matching_article("azaz-one", "Fighting near Azaz"))
-    config = write_config(tmp_path, sources=[], token=None, api_url=None)
+_order_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One worker for the tests that only send it orders (a worker's start is seconds of CPU):
+    ``crawl.timeout`` 3 s, its own database. Its tests run on one xdist worker (``xdist_group``)."""
+    directory = tmp_path_factory.mktemp("shared-worker")
+    config = write_config(directory, sources=[], token=None, api_url=None, timeout="3s", download_timeout="30s")
     worker = WorkerProcess(config)
-    try:
-        pid = worker.ready["pid"]
-        worker.order(CrawlOrder(id=1, source=_source("first", f"{site.url}/feed/rss.xml")))
-        first = worker.finished(1)["first"]
-        assert first["result"] == "ok" and first["new"] == 1
-        worker.order(CrawlOrder(id=2, source=_source("second", f"{site.url}/feed/atom.xml")))
-        second = worker.finished(1)["second"]
-        assert second["result"] == "ok" and second["new"] == 0  # stored already by the first
-        site.publish(matching_article("marea-two", "Shelling near Marea"))
-        for n, name in enumerate(("a", "b", "c"), start=3):
-            worker.order(CrawlOrder(id=n, source=_source(name, f"{site.url}/feed/rss.xml")))
-        at_once = worker.finished(3)
-        assert {r["result"] for r in at_once.values()} == {"ok"}
-        assert sum(r["new"] for r in at_once.values()) == 1  # one download of the new article, not three
-        assert worker.proc.pid == pid and worker.proc.poll() is None  # the same process throughout
-        rows = db_rows(config, "select name, last_result from sources where last_crawl_at is not null")
-        assert sorted(r["name"] for r in rows) == ["a", "b", "c", "first", "second"]
-        assert {r["last_result"] for r in rows} == {"ok"}
-        # A run row for each crawl that fetched something; uneventful ones (all known) only in `sources`.
-        runs = db_rows(config, "select source, fetched from crawl_runs order by id")
-        assert len(runs) == 2 and runs[0]["source"] == "first"
-        assert all(r["fetched"] == 1 for r in runs)
-    finally:
-        worker.close()
-    assert worker.proc.returncode == 0
+    yield config, worker
+    worker.close()
 
 
-def test_a_hanging_source_is_abandoned_at_its_timeout_while_another_completes(tmp_path, site):
+@pytest.mark.xdist_group("shared-worker")
+def test_one_worker_crawls_one_source_after_another_and_several_at_once(shared, site):
+    config, worker = shared
     site.publish(matching_article("azaz-one", "Fighting near Azaz"))
-    config = write_config(tmp_path, sources=[], token=None, api_url=None, timeout="2s", download_timeout="30s")
-    worker = WorkerProcess(config)
-    try:
-        t0 = time.monotonic()
-        worker.order(CrawlOrder(id=1, source=_source("stuck", f"{site.url}/fault/slow-feed?seconds=20")))
-        worker.order(CrawlOrder(id=2, source=_source("fine", f"{site.url}/feed/rss.xml")))
-        done = worker.finished(2, timeout=30)
-        assert done["fine"]["result"] == "ok" and done["fine"]["new"] == 1
-        assert done["stuck"]["result"] == "timeout"
-        assert 1.5 <= done["stuck"]["seconds"] < 10 and time.monotonic() - t0 < 15
-        # The worker goes on crawling after the abandoned one.
-        worker.order(CrawlOrder(id=3, source=_source("again", f"{site.url}/feed/atom.xml")))
-        assert worker.finished(1)["again"]["result"] == "ok"
-        stuck = db_rows(config, "select result, error from crawl_runs where source = 'stuck'")
-        assert stuck == [{"result": "timeout", "error": "timed out after 2s (crawl.timeout); abandoned"}]
-    finally:
-        worker.close()
+    pid = worker.ready["pid"]
+    worker.order(CrawlOrder(id=next(_order_ids), source=_source("first", f"{site.url}/feed/rss.xml")))
+    first = worker.finished(1)["first"]
+    assert first["result"] == "ok" and first["new"] == 1
+    worker.order(CrawlOrder(id=next(_order_ids), source=_source("second", f"{site.url}/feed/atom.xml")))
+    second = worker.finished(1)["second"]
+    assert second["result"] == "ok" and second["new"] == 0  # stored already by the first
+    site.publish(matching_article("marea-two", "Shelling near Marea"))
+    for name in ("a", "b", "c"):
+        worker.order(CrawlOrder(id=next(_order_ids), source=_source(name, f"{site.url}/feed/rss.xml")))
+    at_once = worker.finished(3)
+    assert {r["result"] for r in at_once.values()} == {"ok"}
+    assert sum(r["new"] for r in at_once.values()) == 1  # one download of the new article, not three
+    assert worker.proc.pid == pid and worker.proc.poll() is None  # the same process throughout
+    names = ("a", "b", "c", "first", "second")
+    rows = [r for r in db_rows(config, "select name, last_result from sources where last_crawl_at is not null")
+            if r["name"] in names]
+    assert sorted(r["name"] for r in rows) == list(names)
+    assert {r["last_result"] for r in rows} == {"ok"}
+    # A run row for each crawl that fetched something; uneventful ones (all known) only in `sources`.
+    runs = [r for r in db_rows(config, "select source, fetched from crawl_runs order by id") if r["source"] in names]
+    assert len(runs) == 2 and runs[0]["source"] == "first"
+    assert all(r["fetched"] == 1 for r in runs)
 
 
-def test_an_order_with_a_new_rules_version_is_matched_with_it(tmp_path, site):
-    config = write_config(tmp_path, sources=[], token=None, api_url=None)
+@pytest.mark.xdist_group("shared-worker")
+def test_a_hanging_source_is_abandoned_at_its_timeout_while_another_completes(shared, site):
+    config, worker = shared
+    site.publish(matching_article("azaz-three", "Fighting near Azaz again"))
+    t0 = time.monotonic()
+    worker.order(CrawlOrder(id=next(_order_ids), source=_source("stuck", f"{site.url}/fault/slow-feed?seconds=20")))
+    worker.order(CrawlOrder(id=next(_order_ids), source=_source("fine", f"{site.url}/feed/rss.xml")))
+    done = worker.finished(2, timeout=30)
+    assert done["fine"]["result"] == "ok" and done["fine"]["new"] == 1
+    assert done["stuck"]["result"] == "timeout"
+    assert 2.5 <= done["stuck"]["seconds"] < 10 and time.monotonic() - t0 < 15
+    # The worker goes on crawling after the abandoned one.
+    worker.order(CrawlOrder(id=next(_order_ids), source=_source("again", f"{site.url}/feed/atom.xml")))
+    assert worker.finished(1)["again"]["result"] == "ok"
+    stuck = db_rows(config, "select result, error from crawl_runs where source = 'stuck'")
+    assert stuck == [{"result": "timeout", "error": "timed out after 3s (crawl.timeout); abandoned"}]
+
+
+@pytest.mark.xdist_group("shared-worker")
+def test_an_order_with_a_new_rules_version_is_matched_with_it(shared, site):
+    config, worker = shared
     site.publish(matching_article("kafr-one", "Clashes in Kafr Nasih", n=1))
-    old_rules = tmp_path / "rules.yaml"
-    new_rules = tmp_path / "rules-v2.yaml"
-    new_rules.write_text(old_rules.read_text() + (
+    new_rules = config.parent / "rules-v2.yaml"
+    new_rules.write_text((config.parent / "rules.yaml").read_text() + (
         "  - id: kafr-nasih\n    title: Kafr Nasih\n    severity: high\n    examples:\n"
         "      match: [\"Clashes in Kafr Nasih\"]\n    any:\n      - keyword: Kafr Nasih\n"
     ))
-    worker = WorkerProcess(config, "--rules-version", "v1", "--rules", str(old_rules))
-    try:
-        worker.order(CrawlOrder(id=1, source=_source("one", f"{site.url}/feed/rss.xml"),
-                                rules=RulesRef(version="v2", paths=(str(new_rules),))))
-        assert worker.finished(1)["one"]["result"] == "ok"
-        matched = db_rows(config, "select rule_id from matches")
-        assert {"rule_id": "kafr-nasih"} in matched
-    finally:
-        worker.close()
+    worker.order(CrawlOrder(id=next(_order_ids), source=_source("one", f"{site.url}/feed/rss.xml"),
+                            rules=RulesRef(version="v2", paths=(str(new_rules),))))
+    assert worker.finished(1)["one"]["result"] == "ok"
+    matched = db_rows(config, "select rule_id from matches")
+    assert {"rule_id": "kafr-nasih"} in matched
 
 
 def test_a_killed_worker_takes_its_extraction_processes_with_it(tmp_path, site):

@@ -4,10 +4,15 @@ source's name: ``ok-…``, ``partial-…``, ``empty-…``, ``failed-…`` finish
 ``?sleep=S`` of the feed URL) with that result; ``hang-…`` never finishes; ``die-…`` SIGKILLs the
 worker; ``retire-…`` finishes ok, then the worker retires and ends. ``FAKE_WORKER_SILENT=1``: no
 heartbeats (a hung worker). Each order it takes is appended, with its pid, to the file
-``FAKE_WORKER_LOG`` names."""
+``FAKE_WORKER_LOG`` names.
+
+Plain JSON and the standard library only: it starts in milliseconds (dozens are started per
+test run); the service's side still parses what it says with the real models."""
 
 from __future__ import annotations
 
+import ctypes
+import json
 import os
 import signal
 import sys
@@ -16,22 +21,20 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from core.lifetime import die_with_parent
-from lookout.workerproto import TO_WORKER, Alive, CrawlDoneReport, CrawlOrder, Ready, Retiring, StopOrder
-
 _lock = threading.Lock()
 
 
-def send(message) -> None:
+def send(**message: object) -> None:
     with _lock:
-        sys.stdout.buffer.write(message.line())
+        sys.stdout.buffer.write(json.dumps(message).encode() + b"\n")
         sys.stdout.buffer.flush()
 
 
-def crawl(order: CrawlOrder) -> None:
-    name = order.source.name
+def crawl(order: dict) -> None:
+    source = order["source"]
+    name = source["name"]
     kind = name.split("-")[0]
-    sleep = float(parse_qs(urlsplit(order.source.url).query).get("sleep", ["0"])[0])
+    sleep = float(parse_qs(urlsplit(source["feed"]).query).get("sleep", ["0"])[0])
     with Path(os.environ["FAKE_WORKER_LOG"]).open("a") as log:
         log.write(f"{os.getpid()} {name}\n")
     if kind == "die":
@@ -40,25 +43,25 @@ def crawl(order: CrawlOrder) -> None:
         return
     time.sleep(sleep)
     result = "ok" if kind == "retire" else kind
-    send(CrawlDoneReport(id=order.id, source=name, result=result, outcome=result, seconds=sleep, new=1))
+    send(kind="finished", id=order["id"], source=name, result=result, outcome=result, seconds=sleep, new=1)
     if kind == "retire":  # as after crawl.max_crawls_per_worker crawls: say so, then end
-        send(Retiring(reason="1 crawls done (crawl.max_crawls_per_worker: 1)"))
+        send(kind="retiring", reason="1 crawls done (crawl.max_crawls_per_worker: 1)")
         time.sleep(0.2)
         os._exit(0)
 
 
 def main() -> None:
-    die_with_parent()
-    send(Ready(pid=os.getpid()))
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG, as lookout.worker does
+    send(kind="ready", pid=os.getpid())
     if not os.environ.get("FAKE_WORKER_SILENT"):
         def beat() -> None:
             while True:
-                send(Alive(rss=1, crawls_done=0, running=0))
+                send(kind="alive", rss=1, crawls_done=0, running=0)
                 time.sleep(0.2)
         threading.Thread(target=beat, daemon=True).start()
     for line in sys.stdin.buffer:
-        order = TO_WORKER.validate_json(line)
-        if isinstance(order, StopOrder):
+        order = json.loads(line)
+        if order["kind"] == "stop":
             return
         threading.Thread(target=crawl, args=(order,), daemon=True).start()
 
