@@ -233,8 +233,9 @@ class Service:
         if self.delivery.rejected is not None:
             raise self.delivery.rejected
         self.scheduler.start()
-        await self.workers.start()
         await asyncio.to_thread(self.schedule.apply, initial_sources)
+        if initial_sources:  # no worker for a service with nothing to crawl (yet: see _watch_sources)
+            await self.workers.start()
         self._queue_task = asyncio.create_task(self.schedule.run())
         await self._refresh_metrics_and_next_runs()
 
@@ -344,6 +345,8 @@ class Service:
         change = await asyncio.to_thread(self.schedule.apply, found.accepted)
         for name in change.removed:
             self.metrics.drop_source(name)
+        if found.accepted and self.workers is not None:
+            await self.workers.start()
 
     async def _refresh_metrics_and_next_runs(self) -> None:
         """The metrics job, also run after each dispatch pass that sent or failed something: the

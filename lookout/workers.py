@@ -100,9 +100,14 @@ class WorkerPool:
         self._stopping = False
         self._watchdog: asyncio.Task[None] | None = None
         self._starting = 0
+        self.started = False
 
     # -- life ----------------------------------------------------------------------------------
     async def start(self) -> None:
+        """Start the workers (once: later calls do nothing)."""
+        if self.started:
+            return
+        self.started = True
         for _ in range(self.count):
             await self._spawn()
         self._watchdog = asyncio.create_task(self._watch())
