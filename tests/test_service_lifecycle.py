@@ -149,3 +149,31 @@ def test_a_worker_killed_mid_crawl_is_replaced_and_the_source_crawled_again(tmp_
         stored = conn.execute(select(articles.c.title)).scalars().all()
     assert errors[0] == "killed (signal 9)"
     assert stored == ["Fighting near Azaz"]  # crawled by the replacement
+
+
+@pytest.mark.e2e
+def test_no_worker_until_there_is_something_to_crawl(tmp_path):
+    with NewsSite() as site:
+        site.publish(matching_article("azaz-one", "Fighting near Azaz"))
+        config_path = write_config(tmp_path / "svc", sources=[], token=None, api_url=None)
+        sources_file = config_path.parent / "sources.yaml"
+        sources_file.write_text("sources: []\n")
+        service = Service(load_config(str(config_path)), QUICK)
+
+        async def scenario():
+            task = asyncio.create_task(service.run())
+            try:
+                assert await wait_until_async(lambda: service.schedule is not None, 30)
+                await asyncio.sleep(0.5)
+                idle = (service.workers.started, list(service.workers.workers))
+                sources_file.write_text(f"sources:\n  - name: one\n    feed: \"{site.url}/feed/rss.xml\"\n"
+                                        "    every: 1h\n")
+                crawled = await wait_until_async(lambda: _results(service) == ["ok"], 60)
+                return idle, crawled
+            finally:
+                service._on_signal(15)
+                await asyncio.wait_for(task, 60)
+
+        (started, workers), crawled = asyncio.run(scenario())
+    assert not started and workers == []  # a service with no sources runs no worker
+    assert crawled  # the first source added started one, and it crawled
