@@ -93,7 +93,6 @@ class CrawlEngine:
         self.crawls: dict[int, SourceCrawl] = {}
         self._ids = itertools.count(1)
         self._spider: WorkerSpider | None = None
-        self._opened: asyncio.Future[None] | None = None
         self.main: Callable[[CrawlEngine], Awaitable[None]] | None = None  # what run_engine drives
         self.main_error: BaseException | None = None
         self._main_task: asyncio.Task[None] | None = None
@@ -101,8 +100,6 @@ class CrawlEngine:
     # -- the spider's side -------------------------------------------------------------------
     def attach(self, spider: WorkerSpider) -> None:
         self._spider = spider
-        if self._opened is not None and not self._opened.done():
-            self._opened.set_result(None)
         if self.main is not None:
             self._main_task = asyncio.get_running_loop().create_task(self._drive(self.main))
 
@@ -126,23 +123,11 @@ class CrawlEngine:
                 log.debug("downloads still in flight at shutdown: stopping the reactor under them")
                 reactor.stop()  # type: ignore[misc]
 
-    async def opened(self) -> None:
-        """Returns once the engine takes crawls (the spider is open)."""
-        if self._spider is not None:
-            return
-        if self._opened is None:
-            self._opened = asyncio.get_running_loop().create_future()
-        await self._opened
-
-    @property
-    def running(self) -> list[str]:
-        return sorted(c.source.name for c in self.crawls.values())
-
     # -- crawls --------------------------------------------------------------------------------
     def submit(self, source: Source) -> asyncio.Future[SourceStats]:
         spider = self._spider
         if spider is None:
-            raise RuntimeError("the crawl engine is not running: await opened() first")
+            raise RuntimeError("the crawl engine is not running: submit from the main run_engine drives")
         loop = asyncio.get_running_loop()
         source_spider = spider_for(source.kind)(source=source, runtime=self.runtime)
         crawl = SourceCrawl(next(self._ids), source_spider, loop.create_future())

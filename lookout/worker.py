@@ -56,7 +56,6 @@ class WorkerRules:
     """The compiled rules this worker matches with, by version."""
 
     def __init__(self, config: Config, gazetteer: Gazetteer, first: RulesRef | None):
-        self.config = config
         self.gazetteer = gazetteer
         self.version = first.version if first else ""
         paths = list(first.paths) if first else config.rule_paths()

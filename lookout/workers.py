@@ -175,15 +175,12 @@ class WorkerPool:
         return [{"pid": w.pid, "ready": w.ready, "crawls_held": len(w.held), "crawls_done": w.crawls_done,
                  "rss_mb": round(w.rss / 2**20, 1), "retiring": w.retiring} for w in self.workers]
 
-    def has_room(self) -> bool:
-        return any(self._takes(w) for w in self.workers)
-
     def assign(self, order: CrawlOrder, host: str) -> bool:
         """Hand ``order`` to a worker: the one crawling ``host`` already, else the least busy.
         False: no worker can take it now (``freed`` is set when one may)."""
-        busy_with_host = [w for w in self.workers if w.hosts[host] and not w.retiring]
-        candidates = busy_with_host or [w for w in self.workers if self._takes(w)]
-        candidates = [w for w in candidates if self._takes(w)]
+        # A host's running crawls stay on one worker: while one crawls it, only that one may.
+        crawling_host = [w for w in self.workers if w.hosts[host] and not w.retiring]
+        candidates = [w for w in crawling_host or self.workers if self._takes(w)]
         if not candidates:
             return False
         worker = min(candidates, key=lambda w: len(w.held))

@@ -21,21 +21,29 @@ from lookout.service import Service, ServiceOptions
 QUICK = ServiceOptions(rules_poll=0.1, sources_poll=0.1, metrics_every=1.0, stagger=0.1)
 
 
+def _slow_feed_service(tmp_path, site: NewsSite, seconds: float) -> Service:
+    """A service with one source whose feed answers ``seconds`` late."""
+    site.publish(matching_article("azaz-one", "Fighting near Azaz"))
+    feed = f"{site.url}/fault/slow-feed?seconds={seconds:g}"
+    config_path = write_config(tmp_path / "svc", sources=[{"name": "one", "feed": feed, "every": "1h"}],
+                               token=None, api_url=None)
+    return Service(load_config(str(config_path)), QUICK)
+
+
+def _crawling(service: Service, name: str) -> bool:
+    return service.schedule is not None and name in service.schedule.running
+
+
 @pytest.mark.e2e
 def test_sigterm_lets_a_running_crawl_finish_within_the_grace(tmp_path, caplog):
     with NewsSite() as site:
-        site.publish(matching_article("azaz-one", "Fighting near Azaz"))
         # A feed that answers 3 s late: SIGTERM comes while it is being crawled, well inside the
         # service's 10 s grace.
-        feed = f"{site.url}/fault/slow-feed?seconds=3"
-        config_path = write_config(tmp_path / "svc", sources=[{"name": "one", "feed": feed, "every": "1h"}],
-                                   token=None, api_url=None)
-        service = Service(load_config(str(config_path)), QUICK)
+        service = _slow_feed_service(tmp_path, site, 3)
 
         async def scenario():
             task = asyncio.create_task(service.run())
-            assert await wait_until_async(lambda: service.schedule is not None and "one" in service.schedule.running,
-                                          60)
+            assert await wait_until_async(lambda: _crawling(service, "one"), 60)
             await asyncio.sleep(0.5)
             service._on_signal(15)  # what SIGTERM does
             return await asyncio.wait_for(task, 60)
@@ -121,18 +129,12 @@ def test_long_refusal_reaches_admins_as_valid_html(tmp_path):
 @pytest.mark.e2e
 def test_a_worker_killed_mid_crawl_is_replaced_and_the_source_crawled_again(tmp_path):
     with NewsSite() as site:
-        site.publish(matching_article("azaz-one", "Fighting near Azaz"))
-        feed = f"{site.url}/fault/slow-feed?seconds=4"
-        config_path = write_config(tmp_path / "svc", sources=[{"name": "one", "feed": feed, "every": "1h"}],
-                                   token=None, api_url=None)
-        service = Service(load_config(str(config_path)), QUICK)
+        service = _slow_feed_service(tmp_path, site, 4)
 
         async def scenario():
             task = asyncio.create_task(service.run())
             try:
-                running = await wait_until_async(
-                    lambda: service.schedule is not None and "one" in service.schedule.running, 60)
-                assert running
+                assert await wait_until_async(lambda: _crawling(service, "one"), 60)
                 (worker,) = service.workers.workers
                 os.kill(worker.pid, signal.SIGKILL)  # as the kernel's OOM killer would
                 assert await wait_until_async(lambda: _results(service) == ["killed", "ok"], 60)
